@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class GatewayConfig(AppConfig):
+    name = "gateway"
+
+    def ready(self) -> None:
+        from gateway import signals
+
+        signals.connect()

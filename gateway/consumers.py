@@ -1,0 +1,68 @@
+"""The Channels consumer that serves streamed completions as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from gateway import pipeline, sse
+from gateway.accounting import Call
+from gateway.errors import GatewayError
+from gateway.request_context import choose_request_id, header_value, request_id_var
+
+
+class ChatStreamConsumer(AsyncHttpConsumer):
+    """Runs the pipeline in its own task so that a client leaving (http.disconnect) can cancel it.
+
+    The stock AsyncHttpConsumer awaits handle() inside its receive loop and so would not see the disconnect
+    until the whole upstream stream had been read.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._task: asyncio.Task | None = None
+
+    async def http_request(self, message) -> None:
+        self.body.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        headers = self.scope["headers"]
+        request_id = choose_request_id(header_value(headers, b"x-request-id"))
+        request_id_var.set(request_id)  # copied into the task's context, so every log line carries it
+        self._task = asyncio.create_task(
+            self._respond(request_id, b"".join(self.body), header_value(headers, b"authorization"))
+        )
+
+    async def http_disconnect(self, message) -> None:
+        # Sent when the client leaves, and by the server after a finished response.
+        if self._task is not None:
+            if not self._task.done():
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        raise StopConsumer()
+
+    async def _respond(self, request_id: str, body: bytes, authorization: str | None) -> None:
+        call = Call(request_id=request_id, stream=True)
+        id_header = (b"x-request-id", request_id.encode())
+        try:
+            try:
+                chunks = await pipeline.open_stream(call, body, authorization)
+            except GatewayError as exc:
+                headers = [(b"content-type", b"application/json"), id_header]
+                headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+                await self.send_response(exc.status, json.dumps(exc.body()).encode(), headers=headers)
+                return
+            await self.send_headers(status=200, headers=[*sse.HEADERS, id_header])
+            failed = False
+            try:
+                async for item in chunks:
+                    failed = "error" in item
+                    await self.send_body(sse.event(item), more_body=True)
+            finally:
+                await chunks.aclose()
+            await self.send_body(b"" if failed else sse.DONE)
+        finally:
+            pipeline.finish(call)

@@ -1,0 +1,58 @@
+"""OpenAI-shaped errors: {"error": {"message", "type", "param", "code"}} with the right status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.types import ProviderError
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
+    return GatewayError(400, message, param=param, code=code)
+
+
+def invalid_api_key(message: str = "Incorrect API key provided.") -> GatewayError:
+    return GatewayError(401, message, code="invalid_api_key")
+
+
+def model_not_found(model: str) -> GatewayError:
+    return GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def from_provider_error(exc: ProviderError) -> GatewayError:
+    """The client sees 504 for an upstream timeout and 502 for any other upstream failure."""
+    status = 504 if exc.code == "upstream_timeout" else 502
+    headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else {}
+    return GatewayError(status, exc.message, type="upstream_error", code=exc.code, headers=headers)
+
+
+def internal_error() -> GatewayError:
+    return GatewayError(500, "GreenGate hit an internal error; it has been logged.", type="server_error")

@@ -1,0 +1,151 @@
+"""The hot path's copy of keys, tenants and routes, kept in memory and reloaded when the shared version moves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from gateway.store import KEY_PREFIX, MemoryStore, shared_store
+from providers.types import Target
+
+logger = logging.getLogger(__name__)
+
+VERSION_KEY = KEY_PREFIX + "config:version"
+# Without Redis, an unknown key may be one another process just created: look again, at most this often.
+MISS_RELOAD_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    key_id: int
+    key_hash: str
+    prefix: str
+    tenant_id: int
+    tenant_slug: str
+    plan_id: int
+    rate_limit_per_minute: int
+    expires_at: float | None  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    keys: dict[str, KeyEntry] = field(default_factory=dict)
+    routes: dict[str, tuple[Target, ...]] = field(default_factory=dict)
+
+
+def load_snapshot(version: int) -> Snapshot:
+    """Read every usable key and enabled deployment once (sync ORM; runs off the event loop)."""
+    from providers.models import Deployment
+    from tenants.models import ApiKey
+
+    keys = {}
+    for key in ApiKey.objects.usable().select_related("tenant__plan"):
+        keys[key.key_hash] = KeyEntry(
+            key_id=key.pk,
+            key_hash=key.key_hash,
+            prefix=key.prefix,
+            tenant_id=key.tenant_id,
+            tenant_slug=key.tenant.slug,
+            plan_id=key.tenant.plan_id,
+            rate_limit_per_minute=key.tenant.plan.rate_limit_per_minute,
+            expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        )
+    routes: dict[str, list[Target]] = {}
+    deployments = Deployment.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider")
+    for deployment in deployments:
+        provider = deployment.provider
+        routes.setdefault(deployment.model_name, []).append(
+            Target(
+                deployment_id=deployment.pk,
+                provider_id=provider.pk,
+                provider_name=provider.name,
+                kind=provider.kind,
+                base_url=provider.base_url,
+                api_key=provider.api_key,
+                upstream_model=deployment.upstream_model,
+                weight=deployment.weight,
+                priority=deployment.priority,
+                timeout=provider.timeout_seconds,
+            )
+        )
+    return Snapshot(version=version, keys=keys, routes={model: tuple(ts) for model, ts in routes.items()})
+
+
+class LiveConfig:
+    def __init__(self) -> None:
+        self._snapshot: Snapshot | None = None
+        self._checked_at = 0.0
+        self._miss_reload_at = 0.0
+        self._lock: asyncio.Lock | None = None
+
+    async def current(self) -> Snapshot:
+        """The snapshot, checking the shared version at most every CONFIG_REFRESH_SECONDS."""
+        now = time.monotonic()
+        snapshot = self._snapshot
+        if snapshot is not None and now - self._checked_at < settings.CONFIG_REFRESH_SECONDS:
+            return snapshot
+        self._checked_at = now
+        try:
+            version = await shared_store().get_int(VERSION_KEY)
+        except Exception:  # noqa: BLE001 - a Redis outage must not stop traffic the snapshot can serve
+            if snapshot is not None:
+                logger.warning("config version check failed; serving the last loaded config", exc_info=True)
+                return snapshot
+            version = -1
+        if snapshot is None or version != snapshot.version:
+            snapshot = await self._reload(version)
+        return snapshot
+
+    async def reload_after_miss(self) -> Snapshot | None:
+        """For an unknown key: a fresher snapshot if there may be one, else None.
+
+        With Redis the shared version says at once whether anything changed. In-process stores cannot see
+        changes made by another process (a CLI-created key), so there a reload is forced, at most once a second.
+        """
+        self._checked_at = 0.0
+        snapshot = self._snapshot
+        fresher = await self.current()
+        if fresher is not snapshot:
+            return fresher
+        if not isinstance(shared_store(), MemoryStore):
+            return None
+        now = time.monotonic()
+        if now - self._miss_reload_at < MISS_RELOAD_SECONDS:
+            return None
+        self._miss_reload_at = now
+        return await self._reload(fresher.version, force=True)
+
+    async def _reload(self, version: int, *, force: bool = False) -> Snapshot:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            current = self._snapshot
+            if current is not None and current.version == version and not force:
+                return current  # another request reloaded while this one waited
+            # thread_sensitive=False: a reload must not queue behind the admin's sync thread.
+            snapshot = await sync_to_async(load_snapshot, thread_sensitive=False)(version)
+            self._snapshot = snapshot
+            logger.info("config loaded", extra={"config_version": version, "keys": len(snapshot.keys)})
+            return snapshot
+
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+
+live_config = LiveConfig()
+
+
+def bump_config_version() -> None:
+    """Tell every instance to reload; called after commits that touch keys, tenants, plans or routes."""
+    try:
+        shared_store().incr_sync(VERSION_KEY)
+    except Exception:  # noqa: BLE001 - the change is committed; instances still reload on their next miss
+        logger.exception("could not bump the config version")
+    # This process need not wait for its next version check.
+    live_config._checked_at = 0.0

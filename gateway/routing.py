@@ -1,0 +1,67 @@
+"""The joint between transports: POST /v1/chat/completions goes to the SSE consumer or the DRF view."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+
+from gateway.validation import wants_stream
+
+_TOO_LARGE_HEADERS = [(b"content-type", b"application/json"), (b"connection", b"close")]
+
+
+class ChatCompletionsRouter:
+    """Reads the body once, then hands the request to the streaming or the JSON transport.
+
+    The server has already received the body (and refused oversized ones, see greengate_site.server);
+    the size check here only protects the gateway when it runs under another ASGI server.
+    """
+
+    def __init__(self, json_app, stream_app) -> None:
+        self.json_app = json_app
+        self.stream_app = stream_app
+
+    async def __call__(self, scope, receive, send) -> None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > settings.MAX_REQUEST_BYTES:
+                await _too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        app = self.stream_app if scope["method"] == "POST" and wants_stream(body) else self.json_app
+        await app(scope, replay, send)
+
+
+async def _too_large(send) -> None:
+    limit = settings.MAX_REQUEST_BYTES
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"Request body is larger than the limit of {limit} bytes.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_too_large",
+            }
+        }
+    ).encode()
+    await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
+    await send({"type": "http.response.body", "body": body})

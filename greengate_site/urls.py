@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from gateway.views import ChatCompletionsView, ModelDetailView, ModelListView
+from greengate_site.health import healthz
+
+urlpatterns = [
+    path("v1/chat/completions", ChatCompletionsView.as_view()),
+    path("v1/models", ModelListView.as_view()),
+    path("v1/models/<path:model>", ModelDetailView.as_view()),
+    path("healthz", healthz),
+    path("admin/", admin.site.urls),
+]

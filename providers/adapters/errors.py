@@ -1,0 +1,79 @@
+"""Turning upstream HTTP failures into ProviderError, shared by the HTTP adapters."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from providers.types import ProviderError
+
+RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def upstream_message(body: bytes) -> str | None:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"][:500]
+    if isinstance(error, str):
+        return error[:500]
+    return None
+
+
+def from_status(status: int, body: bytes, headers: httpx.Headers, provider: str) -> ProviderError:
+    if status in (400, 413, 422):
+        # The upstream judged the request itself: the client can act on its words.
+        message = upstream_message(body) or f"The upstream provider rejected the request (HTTP {status})."
+        return ProviderError(400, message, retryable=False, code="upstream_rejected_request")
+    if status in (401, 403):
+        # Never relay the upstream's words here: they can quote part of the provider key.
+        return ProviderError(
+            502, f"Provider '{provider}' refused GreenGate's credentials.", retryable=True, code="upstream_auth_failed"
+        )
+    if status == 404:
+        return ProviderError(
+            502,
+            f"Provider '{provider}' does not serve the configured model.",
+            retryable=True,
+            code="upstream_not_found",
+        )
+    return ProviderError(
+        502,
+        f"Provider '{provider}' failed with HTTP {status}.",
+        retryable=status in RETRYABLE_STATUSES,
+        retry_after=retry_after_seconds(headers),
+        code="upstream_rate_limited" if status == 429 else "upstream_error",
+    )
+
+
+def from_transport(exc: httpx.HTTPError, provider: str) -> ProviderError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(504, f"Provider '{provider}' timed out.", retryable=True, code="upstream_timeout")
+    return ProviderError(
+        502,
+        f"Provider '{provider}' could not be reached or closed the connection.",
+        retryable=True,
+        code="upstream_unavailable",
+    )
+
+
+def malformed(provider: str) -> ProviderError:
+    return ProviderError(
+        502,
+        f"Provider '{provider}' sent a response GreenGate could not read.",
+        retryable=True,
+        code="upstream_malformed",
+    )

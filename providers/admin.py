@@ -1,0 +1,54 @@
+from django import forms
+from django.contrib import admin
+
+from providers.models import Deployment, Provider
+
+
+class ProviderForm(forms.ModelForm):
+    base_url = forms.URLField(
+        required=False, max_length=500, assume_scheme="https", help_text="API root, e.g. https://api.openai.com/v1"
+    )
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted. Leave blank to keep the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+
+    class Meta:
+        model = Provider
+        fields = ["name", "kind", "base_url", "api_key", "clear_api_key", "timeout_seconds", "is_enabled"]
+
+    def clean_api_key(self) -> str:
+        entered = self.cleaned_data.get("api_key", "")
+        if self.data.get("clear_api_key"):
+            return ""
+        # A blank field means "unchanged": the stored secret is never sent to the browser to be sent back.
+        return entered or (self.instance.api_key if self.instance.pk else "")
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    fields = ["model_name", "upstream_model", "priority", "weight", "is_enabled"]
+    extra = 0
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "kind", "base_url", "credential", "is_enabled"]
+    list_filter = ["kind", "is_enabled"]
+    search_fields = ["name"]
+    inlines = [DeploymentInline]
+
+    @admin.display(description="API key")
+    def credential(self, obj: Provider) -> str:
+        return "set" if obj.api_key else "—"
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["model_name", "provider", "upstream_model", "priority", "weight", "is_enabled"]
+    list_filter = ["provider", "is_enabled"]
+    list_editable = ["priority", "weight", "is_enabled"]
+    search_fields = ["model_name", "upstream_model"]

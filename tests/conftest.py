@@ -1,0 +1,145 @@
+"""Shared fixtures: the mock upstream, a real GreenGate server process, tenants, keys and routes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from ledger.models import LedgerEntry
+from tenants.services import api_key_create
+from tests.factories import DeploymentFactory, ProviderFactory, TenantFactory
+from tests.mock_upstream import MockUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis() -> None:
+    """The suite owns its Redis database: start from nothing."""
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[MockUpstream]:
+    with MockUpstream() as up:
+        yield up
+
+
+@pytest.fixture
+def upstream(upstream_server: MockUpstream) -> MockUpstream:
+    upstream_server.reset()
+    return upstream_server
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(extra_env: dict[str, str] | None = None, log_name: str = "gateway") -> RunningGateway:
+    port = free_port()
+    log_path = Path(settings.DATA_DIR) / f"{log_name}-{port}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "GREENGATE_TEST_DATABASE": connection.settings_dict["NAME"],
+        "PORT": str(port),
+        "LOG_LEVEL": "info",
+        **(extra_env or {}),
+    }
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "greengate_site.server"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"GreenGate exited at start-up:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return RunningGateway(url, process, log_path)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"GreenGate did not start:\n{log_path.read_text()}")
+
+
+def stop_gateway(gateway: RunningGateway) -> None:
+    gateway.process.terminate()
+    try:
+        gateway.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        gateway.process.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGateway]:
+    """A real GreenGate (daphne) process serving the test database."""
+    gateway = start_gateway()
+    yield gateway
+    stop_gateway(gateway)
+
+
+@pytest.fixture
+def gateway(gateway_server: RunningGateway, transactional_db) -> RunningGateway:
+    """The running gateway, with this test's rows committed so that it can see them."""
+    return gateway_server
+
+
+@pytest.fixture
+def api_key(transactional_db) -> str:
+    """A fresh tenant's key secret."""
+    tenant = TenantFactory()
+    _, secret = api_key_create(tenant=tenant, name="test")
+    return secret
+
+
+@pytest.fixture
+def route(transactional_db, upstream: MockUpstream) -> Callable[..., object]:
+    """route(model, priority=0, weight=1, timeout=10, **knobs): a deployment on the mock upstream."""
+
+    def make(model: str = "gpt-test", *, priority: int = 0, weight: int = 1, timeout: float = 10.0, **knobs):
+        provider = ProviderFactory(base_url=upstream.base_url(**knobs), timeout_seconds=timeout)
+        return DeploymentFactory(model_name=model, provider=provider, priority=priority, weight=weight)
+
+    return make
+
+
+def wait_for_ledger(request_id: str, timeout: float = 10.0) -> LedgerEntry:
+    """Ledger rows are written just after the response; wait for this request's row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = LedgerEntry.objects.filter(request_id=request_id).first()
+        if entry is not None:
+            return entry
+        time.sleep(0.05)
+    raise AssertionError(f"no ledger row for request {request_id} within {timeout}s")
+
+
+@pytest.fixture
+def ledger_row() -> Callable[..., LedgerEntry]:
+    return wait_for_ledger

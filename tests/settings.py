@@ -1,0 +1,22 @@
+"""Settings for the test suite: real Redis and a real PostgreSQL with pgvector, kept apart from `make run`'s."""
+
+import os
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+# The suite's embedded PostgreSQL lives beside, not inside, the one `make run` uses.
+os.environ.setdefault("DATA_DIR", str(_ROOT / "data" / "test"))
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CONFIG_REFRESH_SECONDS", "0.2")
+os.environ.setdefault("LOG_LEVEL", "warning")
+
+from greengate_site.settings import *  # noqa: E402,F403
+from greengate_site.settings import DATABASES  # noqa: E402
+
+# A GreenGate server started by a test joins the test database pytest-django created.
+if os.environ.get("GREENGATE_TEST_DATABASE"):
+    DATABASES["default"]["NAME"] = os.environ["GREENGATE_TEST_DATABASE"]
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["GREENGATE_TEST_DATABASE"]}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in browser tests

@@ -1,0 +1,280 @@
+"""The daphne body-size guard in greengate_site.server, tested over real sockets.
+
+The server runs in a subprocess (Twisted's reactor cannot be restarted, and a
+subprocess is what production runs), serving tests.asgi_echo with a 1000-byte
+limit. Raw sockets are used where the test must control exactly which bytes are
+sent, e.g. to show a 413 arrives when only the headers have been sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 1000
+READ_TIMEOUT = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("HOST", "PORT", "MAX_REQUEST_BYTES"):
+        env.pop(name, None)
+    return env
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "greengate_site.server", *args]
+
+
+class Server:
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=READ_TIMEOUT)
+        sock.settimeout(READ_TIMEOUT)
+        return sock
+
+    def handled(self) -> int:
+        """How many requests the echo app has served (excluding /count)."""
+        return int(httpx.get(f"{self.url}/count", timeout=READ_TIMEOUT).json()["handled"])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            _command(
+                "--app",
+                "tests.asgi_echo:app",
+                "--port",
+                str(port),
+                "--max-body-bytes",
+                str(LIMIT),
+            ),
+            cwd=ROOT,
+            env=_server_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited early ({proc.returncode}):\n{log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server did not listen on {port}:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield Server(port, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def _request_head(*extra: str) -> bytes:
+    lines = ["POST /v1/chat/completions HTTP/1.1", "Host: 127.0.0.1", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _assert_too_large(raw: bytes) -> None:
+    status, headers, body = _parse(raw)
+    assert status == 413, raw
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    error: dict[str, Any] = json.loads(body)
+    assert error == {
+        "error": {
+            "message": f"Request body is larger than the limit of {LIMIT} bytes.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
+    }
+
+
+def test_startup_is_logged(server: Server) -> None:
+    assert f"GreenGate listening on http://127.0.0.1:{server.port}" in server.log.read_text()
+
+
+def test_small_post_reaches_app(server: Server) -> None:
+    response = httpx.post(f"{server.url}/echo", content=b'{"hello": "world"}', timeout=READ_TIMEOUT)
+    assert response.status_code == 200
+    assert response.json() == {"length": 18, "method": "POST"}
+
+
+def test_keep_alive_still_works_within_limit(server: Server) -> None:
+    with httpx.Client(timeout=READ_TIMEOUT) as client:
+        for size in (10, LIMIT, 0):
+            response = client.post(f"{server.url}/echo", content=b"a" * size)
+            assert response.status_code == 200
+            assert response.json()["length"] == size
+
+
+def test_body_exactly_at_limit_passes(server: Server) -> None:
+    response = httpx.post(f"{server.url}/echo", content=b"x" * LIMIT, timeout=READ_TIMEOUT)
+    assert response.status_code == 200
+    assert response.json()["length"] == LIMIT
+
+
+def test_chunked_body_exactly_at_limit_passes(server: Server) -> None:
+    pieces = iter([b"x" * (LIMIT // 2), b"y" * (LIMIT - LIMIT // 2)])
+    response = httpx.post(f"{server.url}/echo", content=pieces, timeout=READ_TIMEOUT)
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 200
+    assert response.json()["length"] == LIMIT
+
+
+def test_huge_content_length_refused_after_headers_only(server: Server) -> None:
+    before = server.handled()
+    with server.connect() as sock:
+        # Only the headers: a 413 arriving now proves the body is not awaited.
+        sock.sendall(_request_head("Content-Type: application/json", "Content-Length: 10000000"))
+        _assert_too_large(_read_until_closed(sock))
+    assert server.handled() == before
+
+
+def test_expect_continue_gets_413_not_100(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: 10000000", "Expect: 100-continue"))
+        raw = _read_until_closed(sock)
+    assert b"100 Continue" not in raw
+    _assert_too_large(raw)
+
+
+def test_one_byte_over_limit_sent_in_full_is_refused(server: Server) -> None:
+    before = server.handled()
+    with server.connect() as sock:
+        sock.sendall(_request_head(f"Content-Length: {LIMIT + 1}") + b"z" * (LIMIT + 1))
+        _assert_too_large(_read_until_closed(sock))
+    assert server.handled() == before
+
+
+def test_chunked_body_cut_off_when_it_passes_limit(server: Server) -> None:
+    before = server.handled()
+    with server.connect() as sock:
+        sock.sendall(_request_head("Transfer-Encoding: chunked") + _chunk(b"a" * 400) + _chunk(b"b" * 400))
+        # 800 bytes so far: within the limit, so the server is still waiting.
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)
+        sock.settimeout(READ_TIMEOUT)
+        # The next chunk passes the limit; no terminating chunk is ever sent.
+        sock.sendall(_chunk(b"c" * 400))
+        _assert_too_large(_read_until_closed(sock))
+    assert server.handled() == before
+    # The server is still healthy.
+    response = httpx.post(f"{server.url}/echo", content=b"ok", timeout=READ_TIMEOUT)
+    assert response.status_code == 200
+    assert response.json()["length"] == 2
+
+
+def test_complete_oversized_chunked_body_in_one_write_is_refused(
+    server: Server,
+) -> None:
+    # The decoder reaches the final chunk within the same read as the refusal;
+    # the request must still not be dispatched.
+    before = server.handled()
+    body = b"".join(_chunk(b"d" * 300) for _ in range(4)) + b"0\r\n\r\n"
+    with server.connect() as sock:
+        sock.sendall(
+            _request_head(
+                "Transfer-Encoding: chunked",
+                "Content-Type: multipart/form-data; boundary=x",
+            )
+            + body
+        )
+        _assert_too_large(_read_until_closed(sock))
+    assert server.handled() == before
+    assert httpx.get(f"{server.url}/echo", timeout=READ_TIMEOUT).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "fragment"),
+    [
+        (["--port", "abc"], {}, "--port / PORT must be a whole number, got 'abc'"),
+        (["--port", "70000"], {}, "--port / PORT must be at most 65535"),
+        (
+            ["--max-body-bytes", "0"],
+            {},
+            "--max-body-bytes / MAX_REQUEST_BYTES must be at least 1",
+        ),
+        (
+            ["--app", "tests.no_such_module:app"],
+            {},
+            "cannot import module 'tests.no_such_module'",
+        ),
+        (
+            ["--app", "tests.asgi_echo"],
+            {},
+            "--app must look like module.path:attribute",
+        ),
+    ],
+)
+def test_bad_configuration_exits_with_one_line(args: list[str], env: dict[str, str], fragment: str) -> None:
+    result = subprocess.run(
+        _command("--app", "tests.asgi_echo:app", *args),
+        check=False,
+        cwd=ROOT,
+        env={**_server_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]

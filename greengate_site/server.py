@@ -37,6 +37,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_APP = "greengate_site.asgi:application"
+LISTEN_BACKLOG = 4096
 
 
 class ConfigError(Exception):
@@ -179,7 +180,8 @@ def serve(app: Any, host: str, port: int, max_body_bytes: int) -> None:
     server = LimitedServer(
         app,
         max_body_bytes=max_body_bytes,
-        endpoints=build_endpoint_description_strings(host=host, port=port),
+        # Twisted listens with a backlog of 50; a burst of new connections beyond it waits out SYN retries.
+        endpoints=[f"{e}:backlog={LISTEN_BACKLOG}" for e in build_endpoint_description_strings(host=host, port=port)],
         signal_handlers=True,
         # No action_logger and verbosity 1: no per-request access log lines and
         # Twisted's own log is discarded.

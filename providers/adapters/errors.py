@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from providers.http import is_timeout
 from providers.types import ProviderError
 
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -59,8 +60,8 @@ def from_status(status: int, body: bytes, headers: httpx.Headers, provider: str)
     )
 
 
-def from_transport(exc: httpx.HTTPError, provider: str) -> ProviderError:
-    if isinstance(exc, httpx.TimeoutException):
+def from_transport(exc: BaseException, provider: str) -> ProviderError:
+    if is_timeout(exc):
         return ProviderError(504, f"Provider '{provider}' timed out.", retryable=True, code="upstream_timeout")
     return ProviderError(
         502,

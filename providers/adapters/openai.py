@@ -6,10 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from providers.adapters import errors
-from providers.http import client
+from providers.http import TRANSPORT_ERRORS, client
 from providers.types import ChatChunk, ChatRequest, ChatResponse, ProviderError, Target, Usage
 
 
@@ -49,7 +47,7 @@ class OpenAIProvider:
                 headers=self._headers(target),
                 timeout=target.timeout,
             )
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(exc, target.provider_name) from None
         if response.status_code != 200:
             raise errors.from_status(response.status_code, response.content, response.headers, target.provider_name)
@@ -98,5 +96,5 @@ class OpenAIProvider:
                     retryable=False,
                     code="upstream_stream_cut",
                 )
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(exc, target.provider_name) from None

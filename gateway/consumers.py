@@ -11,7 +11,7 @@ from channels.generic.http import AsyncHttpConsumer
 from gateway import pipeline, sse
 from gateway.accounting import Call
 from gateway.errors import GatewayError
-from gateway.request_context import choose_request_id, header_value, request_id_var
+from greengate_site.request_context import choose_request_id, header_value, request_id_var
 
 
 class ChatStreamConsumer(AsyncHttpConsumer):

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from gateway.request_context import choose_request_id, request_id_var
+from greengate_site.request_context import choose_request_id, request_id_var
 
 
 class RequestIdMiddleware:

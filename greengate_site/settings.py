@@ -180,7 +180,7 @@ CELERY_TASK_IGNORE_RESULT = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "gateway.request_context.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "greengate_site.request_context.RequestIdFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

@@ -15,6 +15,8 @@ import httpx
 from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
+from greengate_site.request_context import request_id_var
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 # What a failed upstream call can raise: the transport maps most aiohttp errors to httpx's, not all.
@@ -27,6 +29,13 @@ def is_timeout(exc: BaseException) -> bool:
     if isinstance(root, aiohttp.ClientError):
         return isinstance(root, aiohttp.ServerTimeoutError)
     return isinstance(root, (httpx.TimeoutException, TimeoutError))
+
+
+async def _tag_request(request: httpx.Request) -> None:
+    # Providers log the id they are given: passing ours lets an operator follow one request across both.
+    request_id = request_id_var.get()
+    if request_id and "x-request-id" not in request.headers:
+        request.headers["X-Request-ID"] = request_id
 
 
 def client() -> httpx.AsyncClient:
@@ -44,6 +53,7 @@ def client() -> httpx.AsyncClient:
             transport=AiohttpTransport(client=session),
             timeout=httpx.Timeout(settings.UPSTREAM_TIMEOUT, connect=settings.UPSTREAM_CONNECT_TIMEOUT),
             follow_redirects=False,
+            event_hooks={"request": [_tag_request]},
         )
         _clients[loop] = existing
     return existing

@@ -104,10 +104,24 @@ def gateway_server(django_db_setup, django_db_blocker) -> Iterator[RunningGatewa
     stop_gateway(gateway)
 
 
+def wait_for_quiet_ledger(quiet_for: float = 0.15, timeout: float = 10.0) -> None:
+    """Wait until the gateway has no ledger write in flight, so the test's table flush cannot collide with one."""
+    deadline = time.monotonic() + timeout
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = LedgerEntry.objects.count()
+        if count != last:
+            last, stable_since = count, time.monotonic()
+        elif time.monotonic() - stable_since >= quiet_for:
+            return
+        time.sleep(0.03)
+
+
 @pytest.fixture
-def gateway(gateway_server: RunningGateway, transactional_db) -> RunningGateway:
+def gateway(gateway_server: RunningGateway, transactional_db) -> Iterator[RunningGateway]:
     """The running gateway, with this test's rows committed so that it can see them."""
-    return gateway_server
+    yield gateway_server
+    wait_for_quiet_ledger()
 
 
 @pytest.fixture

@@ -1,0 +1,178 @@
+"""Through a running GreenGate: every bad request and upstream fault gets an OpenAI-shaped error and status."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = "/v1/chat/completions"
+GOOD = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def post(gateway, key: str | None, payload=None, *, content: bytes | None = None, headers=None) -> httpx.Response:
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        all_headers["Authorization"] = f"Bearer {key}"
+    data = content if content is not None else json.dumps(payload if payload is not None else GOOD).encode()
+    return httpx.post(gateway.url + CHAT, content=data, headers=all_headers, timeout=30)
+
+
+def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        (b"{not json", None),
+        (b"\xff\xfe\x00garbage", None),
+        (json.dumps({"model": "gpt-test"}).encode(), "messages"),
+        (json.dumps({"model": "gpt-test", "messages": []}).encode(), "messages"),
+        (
+            json.dumps({"model": "gpt-test", "messages": [{"role": "robot", "content": "x"}]}).encode(),
+            "messages[0].role",
+        ),
+        (json.dumps({"model": 5, "messages": [{"role": "user", "content": "x"}]}).encode(), "model"),
+        (json.dumps({**GOOD, "max_tokens": 10**9}).encode(), "max_tokens"),
+        (json.dumps({**GOOD, "temperature": "warm"}).encode(), "temperature"),
+    ],
+)
+def test_bad_bodies_get_a_400_naming_the_problem(gateway, api_key, route, content, param, stream):
+    route("gpt-test")
+    if stream and content.startswith(b"{") and b"model" in content:
+        content = content[:-1] + b', "stream": true}'
+    error = assert_openai_error(post(gateway, api_key, content=content), 400)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+
+
+def test_a_missing_key_gets_401(gateway):
+    error = assert_openai_error(post(gateway, None), 401, "invalid_api_key")
+    assert "didn't provide an API key" in error["message"]
+
+
+@pytest.mark.parametrize("authorization", ["Bearer gg-not-a-real-key", "Basic abc", "Bearer", "gg-raw"])
+def test_a_wrong_key_gets_401(gateway, authorization):
+    assert_openai_error(post(gateway, None, headers={"Authorization": authorization}), 401, "invalid_api_key")
+
+
+def test_a_streamed_request_with_a_wrong_key_gets_401_not_a_stream(gateway):
+    response = post(gateway, "gg-nope", {**GOOD, "stream": True})
+    assert_openai_error(response, 401, "invalid_api_key")
+
+
+def test_an_unknown_model_gets_404(gateway, api_key, route):
+    route("gpt-test")
+    error = assert_openai_error(post(gateway, api_key, {**GOOD, "model": "gpt-imaginary"}), 404, "model_not_found")
+    assert error["param"] == "model"
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_sent(gateway, api_key):
+    """Only the headers are sent: the 413 arrives without GreenGate waiting for the body."""
+    declared = settings.MAX_REQUEST_BYTES + 1
+    with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {api_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+            ).encode()
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert json.loads(payload)["error"]["code"] == "request_too_large"
+
+
+def test_upstream_server_error_gets_502_after_trying_every_deployment(gateway, api_key, route, upstream):
+    route("gpt-test", status=500)
+    route("gpt-test", status=503, priority=1)
+    error = assert_openai_error(post(gateway, api_key), 502)
+    assert error["type"] == "upstream_error"
+    assert len(upstream.requests) == 2
+
+
+def test_upstream_rate_limit_passes_retry_after_on(gateway, api_key, route):
+    route("gpt-test", status=429, retry_after=7)
+    response = post(gateway, api_key)
+    assert_openai_error(response, 502, "upstream_rate_limited")
+    assert response.headers["retry-after"] == "7"
+
+
+def test_upstream_timeout_gets_504(gateway, api_key, route):
+    route("gpt-test", latency=3, timeout=0.5)
+    error = assert_openai_error(post(gateway, api_key), 504, "upstream_timeout")
+    assert "timed out" in error["message"]
+
+
+def test_unreachable_upstream_gets_502_not_504(gateway, api_key, transactional_db):
+    from tests.factories import DeploymentFactory, ProviderFactory
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    DeploymentFactory(model_name="gpt-test", provider=ProviderFactory(base_url=f"http://127.0.0.1:{closed_port}/v1"))
+    assert_openai_error(post(gateway, api_key), 502, "upstream_unavailable")
+
+
+def test_malformed_upstream_json_gets_502(gateway, api_key, route):
+    route("gpt-test", malformed=1)
+    assert_openai_error(post(gateway, api_key), 502, "upstream_malformed")
+
+
+def test_upstream_rejecting_the_request_is_a_400_with_its_reason(gateway, api_key, route):
+    route("gpt-test", status=400)
+    error = assert_openai_error(post(gateway, api_key), 400, "upstream_rejected_request")
+    assert error["message"]
+
+
+def test_upstream_refusing_the_provider_key_does_not_leak_its_words(gateway, api_key, route):
+    route("gpt-test", require_key="sk-something-else")
+    error = assert_openai_error(post(gateway, api_key), 502, "upstream_auth_failed")
+    assert "sk-" not in error["message"]
+
+
+def test_a_retryable_failure_falls_through_to_the_next_deployment(gateway, api_key, route, upstream):
+    route("gpt-test", status=503)
+    route("gpt-test", priority=1)
+    response = post(gateway, api_key)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("Mock reply to:")
+    assert len(upstream.requests) == 2
+
+
+def test_wrong_method_gets_an_openai_shaped_405(gateway, api_key):
+    response = httpx.get(gateway.url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
+    assert_openai_error(response, 405)
+
+
+def test_request_id_is_accepted_and_returned(gateway, api_key, route, ledger_row):
+    route("gpt-test")
+    response = post(gateway, api_key, headers={"X-Request-ID": "client-trace-123"})
+    assert response.headers["x-request-id"] == "client-trace-123"
+    assert ledger_row("client-trace-123").status_code == 200
+
+
+def test_an_unsafe_request_id_is_replaced_by_a_generated_one(gateway, api_key, route):
+    route("gpt-test")
+    response = post(gateway, api_key, headers={"X-Request-ID": "bad id\twith spaces"})
+    assert response.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(response.headers["x-request-id"]) == 32

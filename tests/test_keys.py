@@ -1,0 +1,120 @@
+"""Keys are stored only as hashes, shown once, and changes to them apply live on a running gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from django.db import connection
+
+from tenants.keys import hash_secret, hashes_match
+from tenants.models import ApiKey, Tenant
+from tenants.services import api_key_create, api_key_revoke
+from tests.conftest import ROOT
+from tests.factories import TenantFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def manage(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GREENGATE_TEST_DATABASE": connection.settings_dict["NAME"]}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def chat(gateway, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def test_a_key_is_stored_only_as_its_hash_and_prefix():
+    key, secret = api_key_create(tenant=TenantFactory(), name="ci")
+    stored = ApiKey.objects.get(pk=key.pk)
+    assert secret.startswith("gg-") and len(secret) > 40
+    assert stored.key_hash == hash_secret(secret) != secret
+    assert stored.prefix == secret[:10]
+    assert secret not in {
+        getattr(stored, f.attname) for f in ApiKey._meta.fields if isinstance(getattr(stored, f.attname), str)
+    }
+    assert hashes_match(stored.key_hash, secret)
+    assert not hashes_match(stored.key_hash, secret + "x")
+
+
+def test_the_cli_creates_a_tenant_and_a_key_printing_only_the_secret():
+    made = manage("create_tenant", "acme", "--name", "Acme Corp")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "acme"
+    assert Tenant.objects.get(slug="acme").name == "Acme Corp"
+
+    created = manage("create_key", "acme", "--name", "billing")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("gg-") and "\n" not in secret
+    assert ApiKey.objects.get(key_hash=hash_secret(secret)).name == "billing"
+
+
+def test_the_cli_refuses_an_unknown_tenant_and_a_duplicate_slug():
+    assert "No tenant with slug 'ghost'" in manage("create_key", "ghost").stderr
+    manage("create_tenant", "twice")
+    assert manage("create_tenant", "twice").returncode != 0
+
+
+def test_a_new_key_works_at_once_and_a_revoked_one_stops_within_a_second(gateway, route):
+    route("gpt-test")
+    key, secret = api_key_create(tenant=TenantFactory(), name="live")
+    assert chat(gateway, secret).status_code == 200
+
+    api_key_revoke(key=key)
+    deadline = time.monotonic() + 1.0
+    while chat(gateway, secret).status_code == 200:
+        assert time.monotonic() < deadline, "revoked key still accepted after 1 s"
+        time.sleep(0.05)
+    assert chat(gateway, secret).json()["error"]["code"] == "invalid_api_key"
+
+
+def test_deactivating_a_tenant_stops_its_keys(gateway, route, api_key):
+    route("gpt-test")
+    assert chat(gateway, api_key).status_code == 200
+    Tenant.objects.update(is_active=False)
+    for tenant in Tenant.objects.all():
+        tenant.save()  # a queryset update sends no signal; saving does, as the admin would
+    deadline = time.monotonic() + 1.0
+    while chat(gateway, api_key).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_an_expired_key_is_refused(gateway, route):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    route("gpt-test")
+    _, secret = api_key_create(tenant=TenantFactory(), name="old", expires_at=timezone.now() - timedelta(seconds=1))
+    assert chat(gateway, secret).status_code == 401
+
+
+def test_a_route_added_in_the_database_is_served_within_a_second(gateway, api_key, route):
+    route("gpt-test")
+    assert chat(gateway, api_key).status_code == 200
+    route("gpt-brand-new")
+    deadline = time.monotonic() + 1.0
+    while True:
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "gpt-brand-new", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        if response.status_code == 200:
+            break
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.05)

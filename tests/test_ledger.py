@@ -1,0 +1,116 @@
+"""Every request, failed ones included, leaves exactly one ledger row keyed by its request id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from ledger.models import LedgerEntry
+from ledger.writer import LedgerRow, LedgerWriter, uuid7
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def chat(gateway, key: str | None, **body) -> httpx.Response:
+    payload = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], **body}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(f"{gateway.url}/v1/chat/completions", json=payload, headers=headers, timeout=30)
+
+
+def test_failed_requests_are_recorded_with_their_status(gateway, api_key, route, ledger_row):
+    route("gpt-test")
+    route("gpt-broken", status=500)
+    cases = {
+        "unauthenticated": (chat(gateway, None), 401, "invalid_api_key"),
+        "invalid": (chat(gateway, api_key, messages=[]), 400, "empty_array"),
+        "unknown model": (chat(gateway, api_key, model="nope"), 404, "model_not_found"),
+        "upstream failure": (chat(gateway, api_key, model="gpt-broken"), 502, "upstream_error"),
+    }
+    for name, (response, status, code) in cases.items():
+        entry = ledger_row(response.headers["x-request-id"])
+        assert (entry.status_code, entry.error_code) == (status, code), name
+    unauthenticated = ledger_row(cases["unauthenticated"][0].headers["x-request-id"])
+    assert unauthenticated.tenant_id is None
+    upstream_failure = ledger_row(cases["upstream failure"][0].headers["x-request-id"])
+    assert upstream_failure.tenant_id is not None and upstream_failure.provider
+
+
+def test_concurrent_requests_each_get_exactly_one_row(gateway, api_key, route):
+    route("gpt-test")
+
+    async def burst() -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            responses = await asyncio.gather(
+                *[
+                    client.post(
+                        f"{gateway.url}/v1/chat/completions",
+                        json={
+                            "model": "gpt-test",
+                            "stream": i % 2 == 0,
+                            "messages": [{"role": "user", "content": "x"}],
+                        },
+                        headers={"Authorization": f"Bearer {api_key}"},
+                    )
+                    for i in range(40)
+                ]
+            )
+        return [r.headers["x-request-id"] for r in responses]
+
+    request_ids = asyncio.run(burst())
+    from tests.conftest import wait_for_quiet_ledger
+
+    wait_for_quiet_ledger()
+    assert LedgerEntry.objects.filter(request_id__in=request_ids).count() == 40
+    assert LedgerEntry.objects.count() == 40
+
+
+def test_a_reused_request_id_keeps_both_requests(gateway, api_key, route):
+    route("gpt-test")
+    for _ in range(2):
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]},
+            headers={"Authorization": f"Bearer {api_key}", "X-Request-ID": "reused-id"},
+        )
+        assert response.status_code == 200
+    from tests.conftest import wait_for_quiet_ledger
+
+    wait_for_quiet_ledger()
+    rows = list(LedgerEntry.objects.filter(request_id__startswith="reused-id"))
+    assert len(rows) == 2
+    assert {r.request_id == "reused-id" for r in rows} == {True, False}
+
+
+def test_a_retried_write_of_the_same_row_is_not_duplicated():
+    row = LedgerRow(request_id=f"retry-{uuid.uuid4().hex}", created_at=datetime.now(UTC), status_code=200, latency_ms=5)
+
+    async def write_twice() -> None:
+        writer = LedgerWriter()
+        await writer._write(row)
+        await writer._write(row)  # as after a lost acknowledgement
+
+    asyncio.run(write_twice())
+    assert LedgerEntry.objects.filter(request_id=row.request_id).count() == 1
+
+
+def test_ledger_ids_are_time_ordered_uuids():
+    first, second = uuid7(), uuid7()
+    assert first.version == 7 and first.variant == uuid.RFC_4122
+    assert first.int >> 80 <= second.int >> 80
+
+
+def test_every_log_line_of_a_request_carries_its_request_id(gateway, api_key, route, ledger_row):
+    route("gpt-test", status=503)  # a failure logs more than one line
+    response = chat(gateway, api_key, **{"model": "gpt-test"})
+    request_id = response.headers["x-request-id"]
+    ledger_row(request_id)
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == request_id]
+    assert {line["message"] for line in mine} >= {"deployment failed", "chat completion"}
+    assert all(line.get("request_id") for line in lines if line["logger"] in {"greengate.requests", "gateway.pipeline"})
+    assert api_key not in gateway.log() and "sk-upstream-test" not in gateway.log()

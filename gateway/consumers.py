@@ -25,6 +25,19 @@ class ChatStreamConsumer(AsyncHttpConsumer):
         super().__init__(*args, **kwargs)
         self._task: asyncio.Task | None = None
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The server cancels this consumer on shutdown; the response task must end (and be accounted) too.
+            await self._stop_task()
+
+    async def _stop_task(self) -> None:
+        if self._task is not None:
+            if not self._task.done():
+                self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
     async def http_request(self, message) -> None:
         self.body.append(message.get("body", b""))
         if message.get("more_body"):
@@ -38,10 +51,7 @@ class ChatStreamConsumer(AsyncHttpConsumer):
 
     async def http_disconnect(self, message) -> None:
         # Sent when the client leaves, and by the server after a finished response.
-        if self._task is not None:
-            if not self._task.done():
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._stop_task()
         raise StopConsumer()
 
     async def _respond(self, request_id: str, body: bytes, authorization: str | None) -> None:

@@ -1,4 +1,4 @@
-"""ASGI entry: Channels routes streamed completions to its consumer and everything else to Django."""
+"""ASGI entry: Channels routes streamed completions to its consumer, the rest of the API and the admin to Django."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path, re_path  # noqa: E402
 
 from gateway.consumers import ChatStreamConsumer  # noqa: E402
-from gateway.routing import ChatCompletionsRouter  # noqa: E402
+from gateway.routing import APIHandler, ChatCompletionsRouter  # noqa: E402
+
+api_app = APIHandler()
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
             [
-                path("v1/chat/completions", ChatCompletionsRouter(django_app, ChatStreamConsumer.as_asgi())),
+                path("v1/chat/completions", ChatCompletionsRouter(api_app, ChatStreamConsumer.as_asgi())),
+                re_path(r"^(v1/|healthz$)", api_app),
                 # Admin assets are served here too, so a bare `make run` needs no web server in front.
                 re_path(r"", ASGIStaticFilesHandler(django_app)),
             ]

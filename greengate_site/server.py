@@ -23,12 +23,13 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.utils import import_by_path
+from twisted.internet import defer, reactor
 
 # Named explicitly: under `python -m` __name__ would be "__main__".
 logger = logging.getLogger("greengate_site.server")
@@ -168,9 +169,26 @@ class LimitedServer(daphne.server.Server):
         self._http_factory = factory
 
 
-def serve(app: Any, host: str, port: int, max_body_bytes: int) -> None:
+def serve(
+    app: Any,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Serve ``app`` on host:port until the reactor stops (Ctrl-C / SIGTERM)."""
     server: LimitedServer
+
+    async def finish_requests() -> None:
+        # daphne's own shutdown trigger cancels the requests in flight; once they have unwound
+        # (and queued their ledger rows), on_shutdown can flush and close.
+        instances = [d["application_instance"] for d in list(server.connections.values())]
+        await asyncio.gather(*[i for i in instances if i is not None], return_exceptions=True)
+        if on_shutdown is not None:
+            await on_shutdown()
+
+    def shutdown_trigger() -> defer.Deferred:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(finish_requests()))
 
     def announce() -> None:
         shown = f"[{host}]" if ":" in host else host
@@ -191,6 +209,7 @@ def serve(app: Any, host: str, port: int, max_body_bytes: int) -> None:
         http_timeout=None,
         ready_callable=announce,
     )
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown_trigger)
     server.run()
 
 
@@ -251,19 +270,17 @@ def _greengate_defaults() -> tuple[str, str, str]:
     return settings.HOST, str(settings.PORT), str(settings.MAX_REQUEST_BYTES)
 
 
-def _drain_ledger_on_shutdown() -> None:
-    """Let queued ledger writes finish before the reactor stops, so a restart loses no request."""
+async def _close_greengate() -> None:
+    """Write every queued ledger row and close upstream connections before the process exits."""
     from django.conf import settings
-    from twisted.internet import defer, reactor
 
     if not settings.configured or "ledger" not in settings.INSTALLED_APPS:
         return
     from ledger.writer import ledger_writer
+    from providers.http import close_clients
 
-    def drain() -> defer.Deferred:
-        return defer.Deferred.fromFuture(asyncio.ensure_future(ledger_writer.drain(timeout=10)))
-
-    reactor.addSystemEventTrigger("before", "shutdown", drain)
+    await ledger_writer.close()
+    await close_clients()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -284,8 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except (ConfigError, SettingsError) as exc:
         sys.exit(f"GreenGate configuration error: {exc}")
-    _drain_ledger_on_shutdown()
-    serve(app, host, port, max_body_bytes)
+    serve(app, host, port, max_body_bytes, on_shutdown=_close_greengate)
 
 
 if __name__ == "__main__":

@@ -71,10 +71,22 @@ class LedgerWriter:
         task.add_done_callback(self._pending.discard)
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait for queued writes (shutdown, tests)."""
-        pending = [t for t in self._pending if t.get_loop() is asyncio.get_running_loop()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        """Wait for queued writes, including any queued meanwhile (shutdown, tests)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            await asyncio.sleep(0)  # let just-cancelled requests reach their accounting first
+            pending = [t for t in self._pending if t.get_loop() is asyncio.get_running_loop()]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not pending or remaining <= 0:
+                return
+            await asyncio.wait(pending, timeout=remaining)
+
+    async def close(self) -> None:
+        """Finish queued writes and close this loop's connections (shutdown, tests)."""
+        await self.drain()
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
 
     async def _pool(self) -> AsyncConnectionPool:
         loop = asyncio.get_running_loop()

@@ -57,3 +57,10 @@ def client() -> httpx.AsyncClient:
         )
         _clients[loop] = existing
     return existing
+
+
+async def close_clients() -> None:
+    """Close this loop's upstream connections (shutdown)."""
+    existing = _clients.pop(asyncio.get_running_loop(), None)
+    if existing is not None:
+        await existing.aclose()

@@ -93,6 +93,7 @@ def test_a_retried_write_of_the_same_row_is_not_duplicated():
         writer = LedgerWriter()
         await writer._write(row)
         await writer._write(row)  # as after a lost acknowledgement
+        await writer.close()
 
     asyncio.run(write_twice())
     assert LedgerEntry.objects.filter(request_id=row.request_id).count() == 1
@@ -114,3 +115,28 @@ def test_every_log_line_of_a_request_carries_its_request_id(gateway, api_key, ro
     assert {line["message"] for line in mine} >= {"deployment failed", "chat completion"}
     assert all(line.get("request_id") for line in lines if line["logger"] in {"greengate.requests", "gateway.pipeline"})
     assert api_key not in gateway.log() and "sk-upstream-test" not in gateway.log()
+
+
+def test_requests_cut_off_by_a_shutdown_are_still_recorded(api_key, route, upstream, ledger_row):
+    """SIGTERM ends streams in flight; their ledger rows are written before the process exits."""
+    from tests.conftest import start_gateway, stop_gateway
+
+    route("gpt-test", chunk_delay=0.2, words=50)
+    gateway = start_gateway(log_name="shutdown")
+    try:
+        with httpx.Client(timeout=30) as client:
+            with client.stream(
+                "POST",
+                f"{gateway.url}/v1/chat/completions",
+                json={"model": "gpt-test", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                headers={"Authorization": f"Bearer {api_key}"},
+            ) as response:
+                request_id = response.headers["x-request-id"]
+                next(response.iter_lines())
+                gateway.process.terminate()
+                gateway.process.wait(timeout=15)
+    finally:
+        stop_gateway(gateway)
+    entry = ledger_row(request_id, timeout=2)
+    assert entry.status_code == 499
+    assert entry.stream

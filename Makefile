@@ -13,8 +13,9 @@ $(STAMP): requirements.txt
 
 # Serve on http://127.0.0.1:8000 (or $$HOST:$$PORT); the first run prints the admin and demo credentials.
 run: $(STAMP)
-	$(PY) manage.py migrate --noinput -v 0
-	$(PY) manage.py bootstrap
+	@set -a; [ ! -f .env ] || . ./.env; set +a; \
+	$(PY) manage.py migrate --noinput -v 0 && \
+	$(PY) manage.py bootstrap && \
 	exec $(PY) -m greengate_site.server
 
 # Debian's Chromium for the admin browser tests (pip's playwright drives it; it never downloads a browser).

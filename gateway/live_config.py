@@ -16,6 +16,9 @@ from providers.types import Target
 logger = logging.getLogger(__name__)
 
 VERSION_KEY = KEY_PREFIX + "config:version"
+# Reload at least this often even if the version seems unchanged: a bump lost while Redis was away
+# must not leave an instance on old keys for ever.
+MAX_AGE_SECONDS = 30.0
 # Without Redis, an unknown key may be one another process just created: look again, at most this often.
 MISS_RELOAD_SECONDS = 1.0
 
@@ -35,6 +38,7 @@ class KeyEntry:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int
+    loaded_at: float
     keys: dict[str, KeyEntry] = field(default_factory=dict)
     routes: dict[str, tuple[Target, ...]] = field(default_factory=dict)
 
@@ -74,7 +78,12 @@ def load_snapshot(version: int) -> Snapshot:
                 timeout=provider.timeout_seconds,
             )
         )
-    return Snapshot(version=version, keys=keys, routes={model: tuple(ts) for model, ts in routes.items()})
+    return Snapshot(
+        version=version,
+        loaded_at=time.monotonic(),
+        keys=keys,
+        routes={model: tuple(ts) for model, ts in routes.items()},
+    )
 
 
 class LiveConfig:
@@ -100,6 +109,8 @@ class LiveConfig:
             version = -1
         if snapshot is None or version != snapshot.version:
             snapshot = await self._reload(version)
+        elif now - snapshot.loaded_at > MAX_AGE_SECONDS:
+            snapshot = await self._reload(version, force=True)
         return snapshot
 
     async def reload_after_miss(self) -> Snapshot | None:

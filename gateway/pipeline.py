@@ -26,6 +26,10 @@ async def complete(call: Call, body: bytes, authorization: str | None) -> dict[s
         targets = _route(call, snapshot)
         response = await _call_with_fallback(call, targets)
         call.usage = response.usage
+        if response.usage.estimated:
+            # The upstream sent no usage: count the reply, and give the client the count it expects.
+            call.streamed.append(_reply_text(response.body))
+            response.body["usage"] = call.final_usage().as_openai()
         call.status = 200
         return response.body
     except GatewayError as exc:
@@ -155,6 +159,15 @@ async def _relay(call: Call, upstream: AsyncIterator[ChatChunk], first: ChatChun
     finally:
         await upstream.aclose()
         account(call)
+
+
+def _reply_text(body: dict[str, Any]) -> str:
+    texts = []
+    for choice in body.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            texts.append(message["content"])
+    return "".join(texts)
 
 
 def _chunk_envelope(chunk: ChatChunk) -> dict[str, Any]:

@@ -48,6 +48,7 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error"
 
 # Request limits: a body over MAX_REQUEST_BYTES is refused before it is read (see server.py).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES  # Django's own cap must not undercut ours
 MAX_COMPLETION_TOKENS = env_int("MAX_COMPLETION_TOKENS", 131_072, minimum=1)
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 

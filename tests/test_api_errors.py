@@ -176,3 +176,15 @@ def test_an_unsafe_request_id_is_replaced_by_a_generated_one(gateway, api_key, r
     response = post(gateway, api_key, headers={"X-Request-ID": "bad id\twith spaces"})
     assert response.headers["x-request-id"] != "bad id\twith spaces"
     assert len(response.headers["x-request-id"]) == 32
+
+
+def test_an_upstream_reply_without_usage_is_counted_by_greengate(gateway, api_key, route, ledger_row):
+    route("gpt-test", no_usage=1)
+    response = post(gateway, api_key)
+    body = response.json()
+    content = body["choices"][0]["message"]["content"]
+    from tests.mock_upstream import count_tokens
+
+    assert body["usage"]["completion_tokens"] == count_tokens(content)
+    entry = ledger_row(response.headers["x-request-id"])
+    assert entry.usage_estimated and entry.completion_tokens == count_tokens(content)

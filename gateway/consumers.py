@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from gateway import pipeline, sse
 from gateway.accounting import Call
 from gateway.errors import GatewayError
-from greengate_site.request_context import choose_request_id, header_value, request_id_var
+from greengate_site.request_context import header_value
+from greengate_site.request_id import request_id_of
 
 
 class ChatStreamConsumer(AsyncHttpConsumer):
@@ -38,16 +40,20 @@ class ChatStreamConsumer(AsyncHttpConsumer):
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
+    async def dispatch(self, message) -> None:
+        # Channels closes stale Django DB connections before every message, on the sync thread; this consumer
+        # uses none (the ledger has its own async pool), so it skips that hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def http_request(self, message) -> None:
         self.body.append(message.get("body", b""))
         if message.get("more_body"):
             return
-        headers = self.scope["headers"]
-        request_id = choose_request_id(header_value(headers, b"x-request-id"))
-        request_id_var.set(request_id)  # copied into the task's context, so every log line carries it
-        self._task = asyncio.create_task(
-            self._respond(request_id, b"".join(self.body), header_value(headers, b"authorization"))
-        )
+        authorization = header_value(self.scope["headers"], b"authorization")
+        self._task = asyncio.create_task(self._respond(request_id_of(self.scope), b"".join(self.body), authorization))
 
     async def http_disconnect(self, message) -> None:
         # Sent when the client leaves, and by the server after a finished response.
@@ -56,16 +62,15 @@ class ChatStreamConsumer(AsyncHttpConsumer):
 
     async def _respond(self, request_id: str, body: bytes, authorization: str | None) -> None:
         call = Call(request_id=request_id, stream=True)
-        id_header = (b"x-request-id", request_id.encode())
         try:
             try:
                 chunks = await pipeline.open_stream(call, body, authorization)
             except GatewayError as exc:
-                headers = [(b"content-type", b"application/json"), id_header]
+                headers = [(b"content-type", b"application/json")]
                 headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
                 await self.send_response(exc.status, json.dumps(exc.body()).encode(), headers=headers)
                 return
-            await self.send_headers(status=200, headers=[*sse.HEADERS, id_header])
+            await self.send_headers(status=200, headers=sse.HEADERS)
             failed = False
             try:
                 async for item in chunks:

@@ -13,6 +13,7 @@ from gateway.accounting import Call
 from gateway.auth import authenticate
 from gateway.errors import GatewayError, model_not_found
 from gateway.live_config import live_config
+from greengate_site.request_id import request_id_of
 
 
 class GatewayAPIView(APIView):
@@ -54,7 +55,7 @@ def openai_exception_handler(exc, context) -> Response | None:
 
 class ChatCompletionsView(GatewayAPIView):
     async def post(self, request) -> Response:
-        call = Call(request_id=request.request_id, stream=False)
+        call = Call(request_id=request_id_of(request.scope), stream=False)
         try:
             body = request.body
         except RequestDataTooBig:

@@ -16,18 +16,21 @@ from django.urls import path, re_path  # noqa: E402
 
 from gateway.consumers import ChatStreamConsumer  # noqa: E402
 from gateway.routing import APIHandler, ChatCompletionsRouter  # noqa: E402
+from greengate_site.request_id import RequestIdMiddleware  # noqa: E402
 
 api_app = APIHandler()
 
 application = ProtocolTypeRouter(
     {
-        "http": URLRouter(
-            [
-                path("v1/chat/completions", ChatCompletionsRouter(api_app, ChatStreamConsumer.as_asgi())),
-                re_path(r"^(v1/|healthz$)", api_app),
-                # Admin assets are served here too, so a bare `make run` needs no web server in front.
-                re_path(r"", ASGIStaticFilesHandler(django_app)),
-            ]
+        "http": RequestIdMiddleware(
+            URLRouter(
+                [
+                    path("v1/chat/completions", ChatCompletionsRouter(api_app, ChatStreamConsumer.as_asgi())),
+                    re_path(r"^(v1/|healthz$)", api_app),
+                    # Admin assets are served here too, so a bare `make run` needs no web server in front.
+                    re_path(r"", ASGIStaticFilesHandler(django_app)),
+                ]
+            )
         )
     }
 )

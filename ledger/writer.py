@@ -57,75 +57,111 @@ _INSERT = (
 )
 
 
-class LedgerWriter:
+BATCH_SIZE = 500
+
+
+class _LoopState:
+    """A writer's queue and flusher task on one event loop, plus its connection pool."""
+
     def __init__(self) -> None:
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._pending: set[asyncio.Task] = set()
+        self.queue: asyncio.Queue[LedgerRow] = asyncio.Queue()
+        self.flusher: asyncio.Task | None = None
+        self.pool: AsyncConnectionPool | None = None
+
+
+class LedgerWriter:
+    """Queues rows and writes them from one flusher task, batched when requests come faster than writes.
+
+    Writes run outside the request's task, so a client leaving cannot cancel them.
+    """
+
+    def __init__(self) -> None:
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
     def record(self, row: LedgerRow) -> None:
-        """Queue the write; it runs in its own task, so a client leaving cannot cancel it."""
-        task = asyncio.get_running_loop().create_task(self._write(row))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        state = self._state()
+        state.queue.put_nowait(row)
+        if state.flusher is None or state.flusher.done():
+            state.flusher = asyncio.get_running_loop().create_task(self._flush_forever(state))
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait for queued writes, including any queued meanwhile (shutdown, tests)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            await asyncio.sleep(0)  # let just-cancelled requests reach their accounting first
-            pending = [t for t in self._pending if t.get_loop() is asyncio.get_running_loop()]
-            remaining = deadline - asyncio.get_running_loop().time()
-            if not pending or remaining <= 0:
-                return
-            await asyncio.wait(pending, timeout=remaining)
+        """Wait until every queued row is written (shutdown, tests)."""
+        state = self._state()
+        await asyncio.sleep(0)  # let just-cancelled requests reach their accounting first
+        try:
+            await asyncio.wait_for(state.queue.join(), timeout)
+        except TimeoutError:
+            logger.error("ledger rows still queued at shutdown", extra={"queued": state.queue.qsize()})
 
     async def close(self) -> None:
-        """Finish queued writes and close this loop's connections (shutdown, tests)."""
+        """Write what is queued and close this loop's connections (shutdown, tests)."""
         await self.drain()
-        pool = self._pools.pop(asyncio.get_running_loop(), None)
-        if pool is not None:
-            await pool.close()
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is None:
+            return
+        if state.flusher is not None:
+            state.flusher.cancel()
+            await asyncio.gather(state.flusher, return_exceptions=True)
+        if state.pool is not None:
+            await state.pool.close()
 
-    async def _pool(self) -> AsyncConnectionPool:
+    def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            params = connections["default"].get_connection_params()
-            params.pop("cursor_factory", None)
-            params.pop("context", None)
-            pool = AsyncConnectionPool(kwargs=params, min_size=1, max_size=10, open=False, name="ledger")
-            self._pools[loop] = pool
-            await pool.open()
-        return pool
+        state = self._states.get(loop)
+        if state is None:
+            state = self._states[loop] = _LoopState()
+        return state
 
-    async def _write(self, row: LedgerRow) -> None:
+    async def _flush_forever(self, state: _LoopState) -> None:
+        while True:
+            batch = [await state.queue.get()]
+            while len(batch) < BATCH_SIZE and not state.queue.empty():
+                batch.append(state.queue.get_nowait())
+            try:
+                await self._write_batch(state, batch)
+            except Exception:
+                logger.exception("ledger batch failed", extra={"rows": [asdict(row) for row in batch]})
+            finally:
+                for _ in batch:
+                    state.queue.task_done()
+
+    async def _write_batch(self, state: _LoopState, batch: list[LedgerRow]) -> None:
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
-                await self._insert(row)
+                await self._insert(state, batch)
                 return
             except psycopg.errors.UniqueViolation:
-                # Another request already used this request id (a client reused X-Request-ID):
-                # keep both rows by giving this one a distinct id rather than dropping it.
-                logger.warning(
-                    "request id already in the ledger; storing with a suffix", extra={"request": row.request_id}
-                )
-                row.request_id = f"{row.request_id[:120]}~{row.id.hex[-12:]}"
+                # A client reused an X-Request-ID already in the ledger: write row by row, keeping both.
+                for row in batch:
+                    await self._insert_keeping_both(state, row)
+                return
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 if delay is None:
-                    logger.error("ledger write failed for good", extra={"row": asdict(row), "error": str(exc)})
+                    logger.error(
+                        "ledger write failed for good", extra={"rows": [asdict(r) for r in batch], "error": str(exc)}
+                    )
                     return
                 logger.warning("ledger write failed; retrying", extra={"attempt": attempt + 1, "error": str(exc)})
                 await asyncio.sleep(delay)
-            except Exception:
-                logger.exception("ledger write failed", extra={"row": asdict(row)})
-                return
 
-    async def _insert(self, row: LedgerRow) -> None:
-        pool = await self._pool()
-        async with pool.connection() as conn:
-            await conn.execute(_INSERT, asdict(row))
+    async def _insert_keeping_both(self, state: _LoopState, row: LedgerRow) -> None:
+        try:
+            await self._insert(state, [row])
+        except psycopg.errors.UniqueViolation:
+            logger.warning("request id already in the ledger; storing with a suffix", extra={"request": row.request_id})
+            row.request_id = f"{row.request_id[:120]}~{row.id.hex[-12:]}"
+            await self._insert(state, [row])
+
+    async def _insert(self, state: _LoopState, rows: list[LedgerRow]) -> None:
+        if state.pool is None:
+            params = connections["default"].get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            state.pool = AsyncConnectionPool(kwargs=params, min_size=1, max_size=4, open=False, name="ledger")
+            await state.pool.open()
+        async with state.pool.connection() as conn, conn.cursor() as cursor:
+            # Retried batches are harmless: a row already written conflicts on its id and is skipped.
+            await cursor.executemany(_INSERT, [asdict(row) for row in rows])
 
 
 ledger_writer = LedgerWriter()

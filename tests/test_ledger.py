@@ -91,8 +91,9 @@ def test_a_retried_write_of_the_same_row_is_not_duplicated():
 
     async def write_twice() -> None:
         writer = LedgerWriter()
-        await writer._write(row)
-        await writer._write(row)  # as after a lost acknowledgement
+        writer.record(row)
+        await writer.drain()
+        writer.record(row)  # as after a lost acknowledgement
         await writer.close()
 
     asyncio.run(write_twice())
@@ -112,7 +113,11 @@ def test_every_log_line_of_a_request_carries_its_request_id(gateway, api_key, ro
     ledger_row(request_id)
     lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
     mine = [line for line in lines if line.get("request_id") == request_id]
-    assert {line["message"] for line in mine} >= {"deployment failed", "chat completion"}
+    assert {line["message"] for line in mine} >= {
+        "deployment failed",
+        "chat completion",
+        "Bad Gateway: /v1/chat/completions",
+    }
     assert all(line.get("request_id") for line in lines if line["logger"] in {"greengate.requests", "gateway.pipeline"})
     assert api_key not in gateway.log() and "sk-upstream-test" not in gateway.log()
 
@@ -140,3 +145,9 @@ def test_requests_cut_off_by_a_shutdown_are_still_recorded(api_key, route, upstr
     entry = ledger_row(request_id, timeout=2)
     assert entry.status_code == 499
     assert entry.stream
+
+
+def test_admin_pages_carry_a_request_id_too(gateway):
+    response = httpx.get(f"{gateway.url}/admin/login/", headers={"X-Request-ID": "admin-trace-1"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "admin-trace-1"

@@ -97,3 +97,10 @@ def account(call: Call) -> None:
             "ttft_ms": row.ttft_ms,
         },
     )
+
+
+def account_refused(request_id: str, *, status: int, code: str) -> None:
+    """Record a request the server refused before GreenGate read it (a body over the size limit)."""
+    call = Call(request_id=request_id, stream=False)
+    call.fail(status, code)
+    account(call)

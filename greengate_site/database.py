@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,22 @@ def database_from_url(url: str) -> dict[str, Any]:
     return config
 
 
+def _start_embedded(pgserver, pgdata: Path, wait_seconds: float = 15.0):
+    # A server from the last run may still be shutting down; pgserver fails on that instead of waiting.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            # "stop" shuts the server down when the last process using it exits, so nothing lingers.
+            return pgserver.get_server(pgdata, cleanup_mode="stop")
+        except Exception as exc:  # noqa: BLE001 - pgserver signals a busy data directory in several ways
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"the embedded PostgreSQL under {pgdata} did not start ({exc!r}); see {pgdata / 'log'}, "
+                    "or set DATABASE_URL"
+                ) from None
+            time.sleep(0.5)
+
+
 def embedded_database(data_dir: Path) -> dict[str, Any]:
     """Start (or join) the embedded PostgreSQL 16 with pgvector that the pgserver wheel ships."""
     pgdata = data_dir / "postgres"
@@ -35,8 +52,7 @@ def embedded_database(data_dir: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         import pgserver  # imported late: only needed when no DATABASE_URL is set
 
-        # "stop" shuts the server down when the last process using it exits, so nothing lingers.
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = _start_embedded(pgserver, pgdata)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")

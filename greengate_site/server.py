@@ -31,6 +31,8 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.utils import import_by_path
 from twisted.internet import defer, reactor
 
+from greengate_site.request_context import choose_request_id, request_id_var
+
 # Named explicitly: under `python -m` __name__ would be "__main__".
 logger = logging.getLogger("greengate_site.server")
 
@@ -108,13 +110,26 @@ class LimitedWebRequest(WebRequest):
         self.method = getattr(channel, "_command", self.method)
         self.uri = getattr(channel, "_path", self.uri)
         self.clientproto = getattr(channel, "_version", b"HTTP/1.1")
-        logger.warning(
-            "Refused %s %s from %s: request body over %d bytes",
-            self.method.decode("ascii", "replace"),
-            self.uri.decode("ascii", "replace"),
-            getattr(self.client, "host", self.client),
-            self.max_body_bytes,
-        )
+        supplied = self.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
+        request_id = choose_request_id(supplied.decode("latin-1"))
+        path = self.uri.decode("ascii", "replace").split("?", 1)[0]
+        token = request_id_var.set(request_id)
+        try:
+            logger.warning(
+                "Refused %s %s from %s: request body over %d bytes",
+                self.method.decode("ascii", "replace"),
+                path,
+                getattr(self.client, "host", self.client),
+                self.max_body_bytes,
+            )
+            on_refused = self.channel.factory.on_refused
+            if on_refused is not None:
+                try:
+                    on_refused(request_id, path)
+                except Exception:  # noqa: BLE001 - the 413 must go out whatever the hook does
+                    logger.exception("recording a refused request failed")
+        finally:
+            request_id_var.reset(token)
 
         body = too_large_body(self.max_body_bytes)
         self.setResponseCode(413)
@@ -123,6 +138,7 @@ class LimitedWebRequest(WebRequest):
         # response is complete as soon as it is written.
         self.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
         self.setHeader(b"Connection", b"close")
+        self.setHeader(b"X-Request-ID", request_id.encode())
         if self.server.server_name:
             self.setHeader(b"Server", self.server.server_name.encode())
         self.write(body)
@@ -139,9 +155,13 @@ class LimitedWebRequest(WebRequest):
 class LimitedHTTPFactory(HTTPFactory):
     """daphne's factory, building channels that use ``LimitedWebRequest``."""
 
-    def __init__(self, server: daphne.server.Server, max_body_bytes: int) -> None:
+    def __init__(
+        self, server: daphne.server.Server, max_body_bytes: int, on_refused: Callable[[str, str], None] | None
+    ) -> None:
         super().__init__(server)
         self.max_body_bytes = max_body_bytes
+        # Called with (request id, path) for each refused request, e.g. to record it.
+        self.on_refused = on_refused
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
@@ -152,8 +172,16 @@ class LimitedHTTPFactory(HTTPFactory):
 class LimitedServer(daphne.server.Server):
     """daphne's server with the body-size guard installed."""
 
-    def __init__(self, application: Any, *, max_body_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        application: Any,
+        *,
+        max_body_bytes: int,
+        on_refused: Callable[[str, str], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.on_refused = on_refused
         super().__init__(application, **kwargs)
 
     # Server.run() builds its factory inline as ``self.http_factory =
@@ -165,7 +193,7 @@ class LimitedServer(daphne.server.Server):
     @http_factory.setter
     def http_factory(self, factory: HTTPFactory) -> None:
         if not isinstance(factory, LimitedHTTPFactory):
-            factory = LimitedHTTPFactory(self, self.max_body_bytes)
+            factory = LimitedHTTPFactory(self, self.max_body_bytes, self.on_refused)
         self._http_factory = factory
 
 
@@ -175,6 +203,7 @@ def serve(
     port: int,
     max_body_bytes: int,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    on_refused: Callable[[str, str], None] | None = None,
 ) -> None:
     """Serve ``app`` on host:port until the reactor stops (Ctrl-C / SIGTERM)."""
     server: LimitedServer
@@ -198,6 +227,7 @@ def serve(
     server = LimitedServer(
         app,
         max_body_bytes=max_body_bytes,
+        on_refused=on_refused,
         # Twisted listens with a backlog of 50; a burst of new connections beyond it waits out SYN retries.
         endpoints=[f"{e}:backlog={LISTEN_BACKLOG}" for e in build_endpoint_description_strings(host=host, port=port)],
         signal_handlers=True,
@@ -270,6 +300,16 @@ def _greengate_defaults() -> tuple[str, str, str]:
     return settings.HOST, str(settings.PORT), str(settings.MAX_REQUEST_BYTES)
 
 
+def _record_refused(request_id: str, path: str) -> None:
+    """A refused chat completion still gets its ledger row, like every other request."""
+    from django.conf import settings
+
+    if settings.configured and path == "/v1/chat/completions":
+        from gateway.accounting import account_refused
+
+        account_refused(request_id, status=413, code="request_too_large")
+
+
 async def _close_greengate() -> None:
     """Write every queued ledger row and close upstream connections before the process exits."""
     from django.conf import settings
@@ -301,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     except (ConfigError, SettingsError) as exc:
         sys.exit(f"GreenGate configuration error: {exc}")
-    serve(app, host, port, max_body_bytes, on_shutdown=_close_greengate)
+    serve(app, host, port, max_body_bytes, on_shutdown=_close_greengate, on_refused=_record_refused)
 
 
 if __name__ == "__main__":

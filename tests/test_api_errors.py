@@ -81,14 +81,14 @@ def test_an_unknown_model_gets_404(gateway, api_key, route):
     assert error["param"] == "model"
 
 
-def test_a_body_over_the_limit_is_refused_with_413_before_it_is_sent(gateway, api_key):
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_sent(gateway, api_key, ledger_row):
     """Only the headers are sent: the 413 arrives without GreenGate waiting for the body."""
     declared = settings.MAX_REQUEST_BYTES + 1
     with socket.create_connection(("127.0.0.1", int(gateway.url.rsplit(":", 1)[1])), timeout=10) as sock:
         sock.sendall(
             (
                 f"POST {CHAT} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {api_key}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+                f"Content-Type: application/json\r\nX-Request-ID: too-big-1\r\nContent-Length: {declared}\r\n\r\n"
             ).encode()
         )
         reply = b""
@@ -99,7 +99,10 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_sent(gateway, ap
             reply += chunk
     head, _, payload = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
+    assert b"X-Request-Id: too-big-1" in head or b"X-Request-ID: too-big-1" in head
     assert json.loads(payload)["error"]["code"] == "request_too_large"
+    entry = ledger_row("too-big-1")
+    assert (entry.status_code, entry.error_code, entry.tenant_id) == (413, "request_too_large", None)
 
 
 def test_upstream_server_error_gets_502_after_trying_every_deployment(gateway, api_key, route, upstream):

@@ -118,3 +118,19 @@ def test_a_route_added_in_the_database_is_served_within_a_second(gateway, api_ke
             break
         assert time.monotonic() < deadline, response.text
         time.sleep(0.05)
+
+
+def test_without_redis_a_key_made_by_another_process_is_accepted(route):
+    """`make run`'s default: in-process stores. A CLI-made key is unknown to the server's memory at first."""
+    from tests.conftest import start_gateway, stop_gateway
+
+    route("gpt-test")
+    gateway = start_gateway({"REDIS_URL": ""}, log_name="no-redis")
+    try:
+        TenantFactory(slug="solo")
+        created = manage("create_key", "solo")
+        secret = created.stdout.strip()
+        assert chat(gateway, secret).status_code == 200
+        assert chat(gateway, "gg-not-a-key").status_code == 401
+    finally:
+        stop_gateway(gateway)

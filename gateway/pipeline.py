@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -54,10 +55,10 @@ async def open_stream(call: Call, body: bytes, authorization: str | None) -> Asy
         call.fail(exc.status, exc.code)
         account(call)
         raise
-    except BaseException as exc:
-        if not isinstance(exc, Exception):
-            account(call)  # cancelled: the client left before the stream began
-            raise
+    except asyncio.CancelledError:
+        account(call)  # the client left before the stream began
+        raise
+    except Exception:
         logger.exception("stream failed inside GreenGate")
         error = internal_error()
         call.fail(error.status, "internal_error")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from inspect import iscoroutinefunction
+
 from adrf.views import APIView
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
@@ -11,9 +14,11 @@ from rest_framework.response import Response
 from gateway import pipeline
 from gateway.accounting import Call
 from gateway.auth import authenticate
-from gateway.errors import GatewayError, model_not_found
+from gateway.errors import GatewayError, internal_error, model_not_found
 from gateway.live_config import live_config
 from greengate_site.request_id import request_id_of
+
+logger = logging.getLogger(__name__)
 
 
 class GatewayAPIView(APIView):
@@ -33,7 +38,7 @@ class GatewayAPIView(APIView):
         request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         try:
             handler = getattr(self, request.method.lower(), None)
-            if handler is None:
+            if request.method.lower() not in self.http_method_names or not iscoroutinefunction(handler):
                 raise exceptions.MethodNotAllowed(request.method)
             response = await handler(request, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - DRF's handler turns it into an OpenAI-shaped error
@@ -42,15 +47,17 @@ class GatewayAPIView(APIView):
         return self.response
 
 
-def openai_exception_handler(exc, context) -> Response | None:
-    """Every error the API returns has OpenAI's shape."""
+def openai_exception_handler(exc, context) -> Response:
+    """Every error the API returns has OpenAI's shape, an unexpected one included."""
     if isinstance(exc, GatewayError):
         return Response(exc.body(), status=exc.status, headers=exc.headers)
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else None
         error = GatewayError(exc.status_code, str(exc.detail), code=code)
         return Response(error.body(), status=error.status)
-    return None
+    logger.exception("API view failed inside GreenGate")
+    error = internal_error()
+    return Response(error.body(), status=error.status)
 
 
 class ChatCompletionsView(GatewayAPIView):

@@ -162,9 +162,18 @@ def test_a_retryable_failure_falls_through_to_the_next_deployment(gateway, api_k
     assert len(upstream.requests) == 2
 
 
-def test_wrong_method_gets_an_openai_shaped_405(gateway, api_key):
-    response = httpx.get(gateway.url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"])
+def test_wrong_method_gets_an_openai_shaped_405(gateway, api_key, method):
+    response = httpx.request(method, gateway.url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
     assert_openai_error(response, 405)
+
+
+def test_models_endpoint_needs_a_key_and_knows_its_models(gateway, api_key, route):
+    route("gpt-test")
+    assert_openai_error(httpx.get(f"{gateway.url}/v1/models"), 401)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    assert httpx.get(f"{gateway.url}/v1/models/gpt-test", headers=headers).json()["id"] == "gpt-test"
+    assert_openai_error(httpx.get(f"{gateway.url}/v1/models/nope", headers=headers), 404, "model_not_found")
 
 
 def test_request_id_is_accepted_and_returned(gateway, api_key, route, ledger_row):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -111,13 +112,15 @@ def test_every_log_line_of_a_request_carries_its_request_id(gateway, api_key, ro
     response = chat(gateway, api_key, **{"model": "gpt-test"})
     request_id = response.headers["x-request-id"]
     ledger_row(request_id)
-    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
-    mine = [line for line in lines if line.get("request_id") == request_id]
-    assert {line["message"] for line in mine} >= {
-        "deployment failed",
-        "chat completion",
-        "Bad Gateway: /v1/chat/completions",
-    }
+    expected = {"deployment failed", "chat completion", "Bad Gateway: /v1/chat/completions"}
+    deadline = time.monotonic() + 5
+    while True:  # log lines are written by a thread of their own: give it a moment
+        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+        mine = {line["message"] for line in lines if line.get("request_id") == request_id}
+        if mine >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert mine >= expected
     assert all(line.get("request_id") for line in lines if line["logger"] in {"greengate.requests", "gateway.pipeline"})
     assert api_key not in gateway.log() and "sk-upstream-test" not in gateway.log()
 

@@ -17,11 +17,19 @@ EMBEDDED_DB_NAME = "greengate"
 
 def database_from_url(url: str) -> dict[str, Any]:
     try:
-        config = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+        config = dj_database_url.parse(url)
     except ValueError as exc:
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
     if config.get("ENGINE") != "django.db.backends.postgresql":
         raise ConfigError("DATABASE_URL must point at PostgreSQL (postgres:// or postgresql://)")
+    return with_pool(config)
+
+
+def with_pool(config: dict[str, Any]) -> dict[str, Any]:
+    """Pooled connections instead of persistent ones: under ASGI, sync code (the admin) runs on short-lived
+    threads, which would each leave a persistent connection behind."""
+    config["CONN_MAX_AGE"] = 0
+    config.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 8, "timeout": 10}
     return config
 
 
@@ -57,13 +65,13 @@ def embedded_database(data_dir: Path) -> dict[str, Any]:
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
     socket_dir = server.get_uri().split("host=", 1)[1]
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": EMBEDDED_DB_NAME,
-        "USER": "postgres",
-        "PASSWORD": "",
-        "HOST": socket_dir,
-        "PORT": "",
-        "CONN_MAX_AGE": 600,
-        "CONN_HEALTH_CHECKS": True,
-    }
+    return with_pool(
+        {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": EMBEDDED_DB_NAME,
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": socket_dir,
+            "PORT": "",
+        }
+    )

@@ -134,3 +134,22 @@ def test_without_redis_a_key_made_by_another_process_is_accepted(route):
         assert chat(gateway, "gg-not-a-key").status_code == 401
     finally:
         stop_gateway(gateway)
+
+
+def test_two_instances_both_stop_a_revoked_key_within_a_second(gateway, route):
+    """Nothing assumes one process: a change made anywhere reaches every instance through Redis."""
+    from tests.conftest import start_gateway, stop_gateway
+
+    route("gpt-test")
+    key, secret = api_key_create(tenant=TenantFactory(), name="shared")
+    second = start_gateway(log_name="second")
+    try:
+        instances = [gateway, second]
+        assert [chat(g, secret).status_code for g in instances] == [200, 200]
+        api_key_revoke(key=key)
+        deadline = time.monotonic() + 1.0
+        while any(chat(g, secret).status_code == 200 for g in instances):
+            assert time.monotonic() < deadline, "an instance still accepts the revoked key after 1 s"
+            time.sleep(0.05)
+    finally:
+        stop_gateway(second)

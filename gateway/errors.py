@@ -47,6 +47,10 @@ def model_not_found(model: str) -> GatewayError:
     )
 
 
+def request_too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"Request body is larger than the limit of {limit} bytes.", code="request_too_large")
+
+
 def from_provider_error(exc: ProviderError) -> GatewayError:
     """400 when the upstream judged the request itself bad, 504 for a timeout, 502 for any other failure."""
     if exc.status == 400:

@@ -6,8 +6,9 @@ import json
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
-from django.test.utils import override_settings
+from django.core.handlers.exception import convert_exception_to_response
 
+from gateway.errors import request_too_large
 from gateway.validation import wants_stream
 
 
@@ -21,8 +22,13 @@ class APIHandler(ASGIHandler):
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
-        with override_settings(MIDDLEWARE=[]):
-            super().load_middleware(is_async=is_async)
+        # What Django's own load_middleware() builds when the middleware list is empty.
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(
+            self._get_response_async if is_async else self._get_response
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
@@ -72,16 +78,6 @@ class ChatCompletionsRouter:
 
 
 async def _too_large(send) -> None:
-    limit = settings.MAX_REQUEST_BYTES
-    body = json.dumps(
-        {
-            "error": {
-                "message": f"Request body is larger than the limit of {limit} bytes.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-    ).encode()
+    body = json.dumps(request_too_large(settings.MAX_REQUEST_BYTES).body()).encode()
     await send({"type": "http.response.start", "status": 413, "headers": _TOO_LARGE_HEADERS})
     await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,7 @@ import logging
 from inspect import iscoroutinefunction
 
 from adrf.views import APIView
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 from gateway import pipeline
 from gateway.accounting import Call
 from gateway.auth import authenticate
-from gateway.errors import GatewayError, internal_error, model_not_found
+from gateway.errors import GatewayError, internal_error, model_not_found, request_too_large
 from gateway.live_config import live_config
 from greengate_site.request_id import request_id_of
 
@@ -66,7 +67,7 @@ class ChatCompletionsView(GatewayAPIView):
         try:
             body = request.body
         except RequestDataTooBig:
-            raise GatewayError(413, "The request body is too large.", code="request_too_large") from None
+            raise request_too_large(settings.MAX_REQUEST_BYTES) from None
         result = await pipeline.complete(call, body, request.headers.get("Authorization"))
         return Response(result)
 

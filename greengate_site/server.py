@@ -31,6 +31,7 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.utils import import_by_path
 from twisted.internet import defer, reactor
 
+from gateway.errors import request_too_large
 from greengate_site.request_context import choose_request_id, request_id_var
 
 # Named explicitly: under `python -m` __name__ would be "__main__".
@@ -49,15 +50,7 @@ class ConfigError(Exception):
 
 def too_large_body(limit: int) -> bytes:
     """The OpenAI-shaped error body sent with the 413."""
-    error = {
-        "error": {
-            "message": f"Request body is larger than the limit of {limit} bytes.",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "request_too_large",
-        }
-    }
-    return json.dumps(error).encode()
+    return json.dumps(request_too_large(limit).body()).encode()
 
 
 class LimitedWebRequest(WebRequest):

@@ -87,7 +87,6 @@ class LedgerWriter:
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every queued row is written (shutdown, tests)."""
         state = self._state()
-        await asyncio.sleep(0)  # let just-cancelled requests reach their accounting first
         try:
             await asyncio.wait_for(state.queue.join(), timeout)
         except TimeoutError:

@@ -15,12 +15,14 @@ CHAT = "/v1/chat/completions"
 GOOD = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def post(gateway, key: str | None, payload=None, *, content: bytes | None = None, headers=None) -> httpx.Response:
+def post(
+    gateway, key: str | None, payload=None, *, content: bytes | None = None, headers=None, timeout: float = 30
+) -> httpx.Response:
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     if key:
         all_headers["Authorization"] = f"Bearer {key}"
     data = content if content is not None else json.dumps(payload if payload is not None else GOOD).encode()
-    return httpx.post(gateway.url + CHAT, content=data, headers=all_headers, timeout=30)
+    return httpx.post(gateway.url + CHAT, content=data, headers=all_headers, timeout=timeout)
 
 
 def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -200,3 +202,14 @@ def test_an_upstream_reply_without_usage_is_counted_by_greengate(gateway, api_ke
     assert body["usage"]["completion_tokens"] == count_tokens(content)
     entry = ledger_row(response.headers["x-request-id"])
     assert entry.usage_estimated and entry.completion_tokens == count_tokens(content)
+
+
+def test_a_json_client_leaving_before_the_answer_cancels_the_upstream_and_is_recorded(
+    gateway, api_key, route, upstream, ledger_row
+):
+    route("gpt-test", latency=5)
+    with pytest.raises(httpx.ReadTimeout):
+        post(gateway, api_key, headers={"X-Request-ID": "left-early"}, timeout=0.5)
+    upstream.wait_for("client_disconnected", timeout=5)
+    entry = ledger_row("left-early")
+    assert (entry.status_code, entry.error_code) == (499, "client_disconnected")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -82,6 +83,14 @@ ENCRYPTION_KEY = env_str("GREENGATE_ENCRYPTION_KEY")
 CONFIG_REFRESH_SECONDS = env_float("CONFIG_REFRESH_SECONDS", 0.5, minimum=0.05)
 
 REDIS_URL = env_url("REDIS_URL", schemes={"redis", "rediss", "unix"})
+# Every GreenGate key starts with this, so deployments (and test runs) can share one Redis database.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "greengate:")
+# No glob characters: the prefix is also a SCAN pattern when a test run cleans up after itself.
+if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", REDIS_KEY_PREFIX) or not REDIS_KEY_PREFIX.endswith(":"):
+    raise ConfigError(
+        "REDIS_KEY_PREFIX must be 1-64 letters, digits or _ . : - and end with ':', "
+        f"e.g. 'greengate:', got {REDIS_KEY_PREFIX!r}"
+    )
 
 INSTALLED_APPS = [
     "daphne",
@@ -136,7 +145,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "greengate",
+            "KEY_PREFIX": REDIS_KEY_PREFIX + "django",  # under our prefix, so a test run's cleanup covers it
         }
     }
 else:

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from gateway.store import KEY_PREFIX, MemoryStore, shared_store
+from greengate_site import redis as shared
 from providers.types import Target
 
 logger = logging.getLogger(__name__)
 
-VERSION_KEY = KEY_PREFIX + "config:version"
+# Under REDIS_KEY_PREFIX: "greengate:config:version" by default.
+VERSION_KEY = ("config", "version")
 # Reload at least this often even if the version seems unchanged: a bump lost while Redis was away
 # must not leave an instance on old keys for ever.
 MAX_AGE_SECONDS = 30.0
-# Without Redis, an unknown key may be one another process just created: look again, at most this often.
+# With the in-process stand-in, an unknown key may be one another process just created: look again, at most
+# this often.
 MISS_RELOAD_SECONDS = 1.0
 
 
@@ -87,11 +89,22 @@ def load_snapshot(version: int) -> Snapshot:
 
 
 class LiveConfig:
-    def __init__(self) -> None:
+    def __init__(self, redis: shared.RedisClients | None = None) -> None:
+        # None: the process's clients, resolved on first use so that importing this module needs no settings.
+        self._redis = redis
         self._snapshot: Snapshot | None = None
         self._checked_at = 0.0
         self._miss_reload_at = 0.0
         self._lock: asyncio.Lock | None = None
+
+    @property
+    def redis(self) -> shared.RedisClients:
+        return self._redis if self._redis is not None else shared.clients()
+
+    async def read_version(self) -> int:
+        """The shared config version (0 before the first bump); raises if Redis cannot be reached."""
+        value = await self.redis.async_client().get(self.redis.key(*VERSION_KEY))
+        return int(value) if value is not None else 0
 
     async def current(self) -> Snapshot:
         """The snapshot, checking the shared version at most every CONFIG_REFRESH_SECONDS."""
@@ -101,7 +114,7 @@ class LiveConfig:
             return snapshot
         self._checked_at = now
         try:
-            version = await shared_store().get_int(VERSION_KEY)
+            version = await self.read_version()
         except Exception:  # noqa: BLE001 - a Redis outage must not stop traffic the snapshot can serve
             if snapshot is not None:
                 logger.warning("config version check failed; serving the last loaded config", exc_info=True)
@@ -116,15 +129,16 @@ class LiveConfig:
     async def reload_after_miss(self) -> Snapshot | None:
         """For an unknown key: a fresher snapshot if there may be one, else None.
 
-        With Redis the shared version says at once whether anything changed. In-process stores cannot see
-        changes made by another process (a CLI-created key), so there a reload is forced, at most once a second.
+        With Redis the shared version says at once whether anything changed. The in-process stand-in cannot
+        see changes made by another process (a CLI-created key), so there a reload is forced, at most once a
+        second.
         """
         self._checked_at = 0.0
         snapshot = self._snapshot
         fresher = await self.current()
         if fresher is not snapshot:
             return fresher
-        if not isinstance(shared_store(), MemoryStore):
+        if not self.redis.in_process:
             return None
         now = time.monotonic()
         if now - self._miss_reload_at < MISS_RELOAD_SECONDS:
@@ -152,11 +166,18 @@ class LiveConfig:
 live_config = LiveConfig()
 
 
-def bump_config_version() -> None:
-    """Tell every instance to reload; called after commits that touch keys, tenants, plans or routes."""
+def bump_config_version(redis: shared.RedisClients | None = None) -> int | None:
+    """Tell every instance to reload; called after commits that touch keys, tenants, plans or routes.
+
+    Sync: it runs in on_commit hooks of admin saves and management commands. Returns the new version, or None
+    if Redis could not be reached (the change is committed all the same).
+    """
+    redis = redis if redis is not None else shared.clients()
+    version: int | None = None
     try:
-        shared_store().incr_sync(VERSION_KEY)
-    except Exception:  # noqa: BLE001 - the change is committed; instances still reload on their next miss
+        version = int(redis.sync_client().incr(redis.key(*VERSION_KEY)))
+    except Exception:  # noqa: BLE001 - the change is committed; instances still reload within MAX_AGE_SECONDS
         logger.exception("could not bump the config version")
     # This process need not wait for its next version check.
     live_config._checked_at = 0.0
+    return version

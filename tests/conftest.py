@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 
+from greengate_site.redis import clients as redis_clients
 from ledger.models import LedgerEntry
 from tenants.services import api_key_create
 from tests.factories import DeploymentFactory, ProviderFactory, TenantFactory
@@ -31,10 +31,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+TEST_KEY_PREFIX_START = "greengate-test-"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _clean_redis() -> None:
-    """The suite owns its Redis database: start from nothing."""
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+def _redis_keys_of_this_run() -> Iterator[None]:
+    """The run owns only the keys under its own prefix (tests/settings.py): the Redis database may be shared, so
+    nothing is flushed; at the end the run deletes its own keys and nothing else."""
+    yield
+    shared = redis_clients()
+    # A prefix set from outside could be a real deployment's: then the run leaves its keys rather than guess.
+    if shared.prefix.startswith(TEST_KEY_PREFIX_START):
+        shared.delete_prefixed_keys()
+    shared.close()
 
 
 @pytest.fixture(scope="session")

@@ -95,12 +95,12 @@ with transaction.atomic():
     for model, base_url in routes.items():
         provider, _ = Provider.objects.update_or_create(
             name=model,
-            defaults={{"kind": "openai", "base_url": base_url, "api_key": "sk-bench", "timeout_seconds": 30.0,
-                       "is_enabled": True}},
+            defaults={{"kind": "openai", "base_url": base_url, "api_key": "sk-bench", "is_enabled": True}},
         )
         Deployment.objects.update_or_create(
             model_name=model, provider=provider, upstream_model=model,
-            defaults={{"priority": 0, "weight": 1, "is_enabled": True}},
+            defaults={{"priority": 0, "weight": 1, "is_enabled": True, "first_byte_timeout": 30.0,
+                       "total_timeout": 30.0}},
         )
         # Only the mock may answer for a bench model.
         Deployment.objects.filter(model_name=model).exclude(provider=provider).update(is_enabled=False)

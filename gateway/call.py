@@ -1,0 +1,61 @@
+"""Everything one request learns on its way through the pipeline, until it is accounted."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gateway.schemas import ChatRequest, Usage
+
+if TYPE_CHECKING:
+    from gateway.errors import GatewayError
+    from gateway.live_config import KeyEntry, Snapshot
+    from providers.types import Target
+
+CLIENT_CLOSED = 499  # the client left before the answer was complete (nginx's convention)
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: str
+    outcome: str  # "ok", or the error code of a failed try
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    request_id: str
+    client_request_id: str = ""
+    endpoint: str = "chat.completions"
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    chat: ChatRequest | None = None
+    stream: bool = False
+    key: KeyEntry | None = None
+    snapshot: Snapshot | None = None
+    # A refusal found while identifying the request, answered by the pipeline like any other.
+    error: GatewayError | None = None
+    target: Target | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    status: int | None = None
+    error_code: str = ""
+    usage: Usage | None = None
+    # Generated text as it went out, for GreenGate's own count when the upstream reports no usage.
+    output: list[str] = field(default_factory=list)
+    first_token_at: float | None = None
+    cache_status: str = "none"
+    accounted: bool = False
+
+    def fail(self, status: int, code: str | None) -> None:
+        self.status = status
+        self.error_code = code or ""
+
+    def attempt(self, target: Target, outcome: str) -> None:
+        self.attempts.append(Attempt(target.provider_name, outcome))
+
+    def saw_output(self, text: str) -> None:
+        if text:
+            self.output.append(text)
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()

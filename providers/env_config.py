@@ -1,0 +1,75 @@
+"""Provider settings from the environment, as each adapter's registry entry declares them.
+
+Read while settings load, so a bad value stops GreenGate at start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greengate_site.env import ConfigError, env_list, env_str, env_url
+from providers.adapters.registry import SPECS
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    kind: str
+    # Set up from the environment: its key (or base URL) is set, or it is built in.
+    configured: bool
+    api_key: str = field(default="", repr=False)
+    base_url: str = ""
+    models: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+    weight: int = 1
+
+
+def _weights(raw: list[str] | None, sequence: list[str]) -> dict[str, int]:
+    weights: dict[str, int] = {}
+    for item in raw or ():
+        kind, _, number = item.partition("=")
+        kind = kind.strip()
+        if kind not in sequence:
+            raise ConfigError(f"LLM_PROVIDER_WEIGHTS names {kind!r}, which is not in LLM_PROVIDER_SEQUENCE")
+        try:
+            weights[kind] = int(number)
+        except ValueError:
+            raise ConfigError(f"LLM_PROVIDER_WEIGHTS must look like openai=3,azure=1, got {item!r}") from None
+        if not 1 <= weights[kind] <= 1000:
+            raise ConfigError(f"LLM_PROVIDER_WEIGHTS: weight of {kind} must be between 1 and 1000")
+    return weights
+
+
+def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
+    """LLM_PROVIDER_SEQUENCE and each kind's configuration, in fallback order."""
+    sequence = env_list("LLM_PROVIDER_SEQUENCE", ["openai", "mock"])
+    unknown = [kind for kind in sequence if kind not in SPECS]
+    if unknown:
+        raise ConfigError(
+            f"LLM_PROVIDER_SEQUENCE names unknown provider kinds {unknown}; known: {', '.join(sorted(SPECS))}"
+        )
+    if len(set(sequence)) != len(sequence):
+        raise ConfigError("LLM_PROVIDER_SEQUENCE names a provider kind twice")
+    weights = _weights(env_list("LLM_PROVIDER_WEIGHTS", []) or None, sequence)
+    configs: dict[str, ProviderConfig] = {}
+    for index, kind in enumerate(sequence):
+        spec = SPECS[kind]
+        # Earlier kinds in the sequence get lower (tried first) priorities.
+        common = {"priority": index * 10, "weight": weights.get(kind, 1)}
+        if spec.env is None:
+            configs[kind] = ProviderConfig(kind=kind, configured=spec.builtin, **common)
+            continue
+        env = spec.env
+        api_key = env_str(env.api_key)
+        # An explicit base URL alone also configures a provider: local compatible servers often need no key.
+        configured = bool(api_key or env_str(env.base_url))
+        configs[kind] = ProviderConfig(
+            kind=kind,
+            configured=configured,
+            api_key=api_key,
+            base_url=env_url(env.base_url, env.default_base_url, schemes={"http", "https"}),
+            models=tuple(env_list(env.models, list(env.default_models))),
+            options={name: env_str(name, default) for name, default in env.options.items()},
+            **common,
+        )
+    return sequence, configs

@@ -18,6 +18,7 @@ from greengate_site.env import (
     env_str,
     env_url,
 )
+from providers.env_config import provider_configs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -53,27 +54,19 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES  # Django's own cap must not und
 MAX_COMPLETION_TOKENS = env_int("MAX_COMPLETION_TOKENS", 131_072, minimum=1)
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 
+# Browser origins allowed to call the API (exact scheme://host[:port], or *); none by default.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+for _origin in CORS_ALLOWED_ORIGINS:
+    if _origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", _origin):
+        raise ConfigError(f"CORS_ALLOWED_ORIGINS: {_origin!r} must look like https://app.example.com (no path)")
+
 # Upstream calls.
 UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 UPSTREAM_TIMEOUT = env_float("UPSTREAM_TIMEOUT", 120.0, minimum=1.0)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
 
-# Providers bootstrapped from the environment; admin edits apply live after that.
-PROVIDER_KINDS = {"openai", "mock"}
-LLM_PROVIDER_SEQUENCE = env_list("LLM_PROVIDER_SEQUENCE", ["openai", "mock"])
-_unknown_kinds = [kind for kind in LLM_PROVIDER_SEQUENCE if kind not in PROVIDER_KINDS]
-if _unknown_kinds:
-    raise ConfigError(
-        f"LLM_PROVIDER_SEQUENCE names unknown provider kinds {_unknown_kinds}; "
-        f"known: {', '.join(sorted(PROVIDER_KINDS))}"
-    )
-OPENAI_API_KEY = env_str("OPENAI_API_KEY")
-# An explicit base URL alone also configures the provider: local OpenAI-compatible servers often need no key.
-OPENAI_CONFIGURED = bool(OPENAI_API_KEY or env_str("OPENAI_BASE_URL"))
-OPENAI_BASE_URL = env_url("OPENAI_BASE_URL", "https://api.openai.com/v1", schemes={"http", "https"})
-OPENAI_MODELS = env_list(
-    "OPENAI_MODELS", ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini"]
-)
+# Providers bootstrapped from the environment, as the adapter registry declares them; admin edits apply live.
+LLM_PROVIDER_SEQUENCE, PROVIDER_CONFIGS = provider_configs()
 DEMO_MODEL = "greengate-demo"
 
 # Provider credentials are encrypted at rest with this Fernet key (derived from SECRET_KEY if unset).
@@ -178,7 +171,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [],
-    "EXCEPTION_HANDLER": "gateway.views.openai_exception_handler",
+    "EXCEPTION_HANDLER": "gateway.transport.views.openai_exception_handler",
 }
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")

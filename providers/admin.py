@@ -1,10 +1,12 @@
 from django import forms
 from django.contrib import admin
 
+from providers.adapters.registry import kind_choices
 from providers.models import Deployment, Provider
 
 
 class ProviderForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=kind_choices, help_text="Which adapter speaks to it.")
     base_url = forms.URLField(
         required=False, max_length=500, assume_scheme="https", help_text="API root, e.g. https://api.openai.com/v1"
     )
@@ -17,7 +19,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "api_key", "clear_api_key", "timeout_seconds", "is_enabled"]
+        fields = ["name", "kind", "base_url", "api_key", "clear_api_key", "options", "is_enabled"]
 
     def clean_api_key(self) -> str:
         entered = self.cleaned_data.get("api_key", "")
@@ -29,7 +31,16 @@ class ProviderForm(forms.ModelForm):
 
 class DeploymentInline(admin.TabularInline):
     model = Deployment
-    fields = ["model_name", "upstream_model", "priority", "weight", "is_enabled"]
+    fields = [
+        "model_name",
+        "upstream_model",
+        "priority",
+        "weight",
+        "connect_timeout",
+        "first_byte_timeout",
+        "total_timeout",
+        "is_enabled",
+    ]
     extra = 0
 
 

@@ -1,67 +1,81 @@
-"""Providers and deployments from the environment; admin edits apply live from then on."""
+"""Providers and deployments from the environment, for every kind the registry knows; admin edits apply live."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
 
+from providers.env_config import ProviderConfig
 from providers.models import Deployment, Provider
 
-OPENAI_PROVIDER = "openai"
 DEMO_PROVIDER = "demo"
 
 
-def _priority(kind: str) -> int:
-    # LLM_PROVIDER_SEQUENCE is the fallback order: earlier kinds get lower (tried first) priorities.
-    return settings.LLM_PROVIDER_SEQUENCE.index(kind) * 10
+def _deploy(provider: Provider, model: str, config: ProviderConfig) -> bool:
+    _, made = Deployment.objects.get_or_create(
+        model_name=model,
+        provider=provider,
+        upstream_model=model,
+        defaults={"priority": config.priority, "weight": config.weight},
+    )
+    return made
 
 
 @transaction.atomic
 def bootstrap_providers() -> list[str]:
-    """Make the env-described providers exist; returns a line per change for the start-up log."""
+    """Make the environment's providers exist; returns a line per change for the start-up output."""
     changes: list[str] = []
-    sequence = settings.LLM_PROVIDER_SEQUENCE
+    configs: dict[str, ProviderConfig] = settings.PROVIDER_CONFIGS
+    real = [c for c in configs.values() if c.configured and c.kind != "mock"]
 
-    if "openai" in sequence and settings.OPENAI_CONFIGURED:
+    for config in real:
         provider, created = Provider.objects.get_or_create(
-            name=OPENAI_PROVIDER,
-            defaults={"kind": "openai", "base_url": settings.OPENAI_BASE_URL, "api_key": settings.OPENAI_API_KEY},
+            name=config.kind,
+            defaults={
+                "kind": config.kind,
+                "base_url": config.base_url,
+                "api_key": config.api_key,
+                "options": config.options,
+            },
         )
         if created:
-            changes.append(f"provider {provider.name} created from OPENAI_* settings")
-        elif (provider.base_url, provider.api_key) != (settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY):
+            changes.append(f"provider {provider.name} created from the environment")
+        elif (provider.base_url, provider.api_key, provider.options) != (
+            config.base_url,
+            config.api_key,
+            config.options,
+        ):
             # The environment owns this provider's endpoint and credential: a rotated key applies on restart.
-            provider.base_url, provider.api_key = settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY
-            provider.save(update_fields=["base_url", "api_key"])
-            changes.append(f"provider {provider.name} updated from OPENAI_* settings")
-        for model in settings.OPENAI_MODELS:
-            _, made = Deployment.objects.get_or_create(
-                model_name=model, provider=provider, upstream_model=model, defaults={"priority": _priority("openai")}
-            )
-            if made:
+            provider.base_url, provider.api_key, provider.options = config.base_url, config.api_key, config.options
+            provider.save(update_fields=["base_url", "api_key", "options"])
+            changes.append(f"provider {provider.name} updated from the environment")
+        for model in config.models:
+            if _deploy(provider, model, config):
                 changes.append(f"model {model} routed to {provider.name}")
 
-    if "mock" in sequence:
-        demo, created = Provider.objects.get_or_create(name=DEMO_PROVIDER, defaults={"kind": "mock"})
-        if created:
-            changes.append("demo provider created (offline, canned answers)")
-        Deployment.objects.get_or_create(
-            model_name=settings.DEMO_MODEL,
-            provider=demo,
-            upstream_model=settings.DEMO_MODEL,
-            defaults={"priority": _priority("mock")},
+    demo = configs.get("mock")
+    if demo is not None:
+        changes += _bootstrap_demo(demo, configs, real)
+    return changes
+
+
+def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], real: list[ProviderConfig]) -> list[str]:
+    changes = []
+    provider, created = Provider.objects.get_or_create(name=DEMO_PROVIDER, defaults={"kind": "mock"})
+    if created:
+        changes.append("demo provider created (offline, canned answers)")
+    _deploy(provider, settings.DEMO_MODEL, demo)
+    served = {model for config in real for model in config.models}
+    if served:
+        # Model names a real provider serves must never fall back to canned text.
+        switched = Deployment.objects.filter(provider=provider, model_name__in=served, is_enabled=True).update(
+            is_enabled=False
         )
-        if settings.OPENAI_CONFIGURED:
-            # With a real provider configured, real model names must never fall back to canned text.
-            switched = Deployment.objects.filter(
-                provider=demo, model_name__in=settings.OPENAI_MODELS, is_enabled=True
-            ).update(is_enabled=False)
-            if switched:
-                changes.append(f"demo answers for {switched} OpenAI model name(s) switched off")
-        else:
-            # No provider key: the OpenAI model names answer from the demo so any client works offline.
-            for model in settings.OPENAI_MODELS:
-                Deployment.objects.get_or_create(
-                    model_name=model, provider=demo, upstream_model=model, defaults={"priority": _priority("mock")}
-                )
+        if switched:
+            changes.append(f"demo answers for {switched} model name(s) served by a real provider switched off")
+    if not real:
+        # No provider configured: the usual model names answer from the demo so any client works offline.
+        for config in configs.values():
+            for model in config.models:
+                _deploy(provider, model, demo)
     return changes

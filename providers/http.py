@@ -16,6 +16,7 @@ from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
 from greengate_site.request_context import request_id_var
+from providers.types import Target
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
@@ -81,6 +82,14 @@ def client() -> httpx.AsyncClient:
         )
         _clients[loop] = existing
     return existing
+
+
+def timeouts(target: Target) -> httpx.Timeout:
+    """Connect is bounded here; the pipeline bounds the first byte and the whole call for every adapter alike.
+
+    The read timeout is only a backstop at the total, so a slow stream is cut by the pipeline's deadline.
+    """
+    return httpx.Timeout(target.total_timeout, connect=target.connect_timeout)
 
 
 async def close_clients() -> None:

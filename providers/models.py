@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from providers.adapters import KIND_CHOICES
 from providers.crypto import EncryptedTextField
 
 
 class Provider(models.Model):
     name = models.SlugField(max_length=64, unique=True)
-    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    # No `choices` here: the adapter registry is the only list of kinds, so adding one needs no migration.
+    kind = models.CharField(max_length=32, help_text="Which adapter speaks to it.")
     base_url = models.URLField(max_length=500, blank=True, help_text="API root, e.g. https://api.openai.com/v1")
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again in full.")
-    timeout_seconds = models.FloatField(
-        default=120.0, validators=[MinValueValidator(0.1)], help_text="Whole-request timeout upstream."
-    )
+    options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings, e.g. an API version.")
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -25,6 +24,16 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from providers.adapters.registry import SPECS
+
+        if self.kind not in SPECS:
+            raise ValidationError({"kind": f"Unknown provider kind {self.kind!r}; known: {', '.join(SPECS)}."})
+
+
+def _seconds(low: float, high: float) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
 
 
 class Deployment(models.Model):
@@ -38,6 +47,20 @@ class Deployment(models.Model):
     )
     weight = models.PositiveIntegerField(
         default=1, validators=[MinValueValidator(1)], help_text="Share of traffic within one priority."
+    )
+    connect_timeout = models.FloatField(
+        default=5.0, validators=_seconds(0.1, 120), help_text="Seconds to open a connection upstream."
+    )
+    first_byte_timeout = models.FloatField(
+        default=120.0,
+        validators=_seconds(0.1, 3600),
+        help_text="Seconds until the first piece of the answer: the first chunk of a stream, or the whole "
+        "answer of a non-streamed request (it arrives at once).",
+    )
+    total_timeout = models.FloatField(
+        default=600.0,
+        validators=_seconds(0.1, 7200),
+        help_text="Seconds for the whole call, a stream included; past it the call is cut.",
     )
     is_enabled = models.BooleanField(default=True)
 

@@ -1,67 +1,8 @@
-"""GreenGate's own typed forms of OpenAI's chat shapes; adapters translate at their edges."""
+"""What the hot path knows of a deployment, and the one error type adapters raise."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """A validated chat completion request (OpenAI's shape, minus transport concerns)."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    stream: bool = False
-    include_usage: bool = False
-    max_tokens: int | None = None
-    # Every other OpenAI parameter the client sent (temperature, tools, ...), passed through as given.
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # True when the upstream gave no usage and GreenGate counted the tokens itself.
-    estimated: bool = False
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_openai(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-
-@dataclass(slots=True)
-class ChatResponse:
-    """A whole completion in OpenAI's JSON shape plus its parsed usage."""
-
-    body: dict[str, Any]
-    usage: Usage
-
-
-@dataclass(slots=True)
-class ChatChunk:
-    """One streamed chunk in OpenAI's shape; `usage` is set on the usage-only chunk."""
-
-    body: dict[str, Any]
-    usage: Usage | None = None
-
-    @property
-    def content(self) -> str:
-        parts = []
-        for choice in self.body.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if isinstance(text, str):
-                parts.append(text)
-        return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +18,19 @@ class Target:
     upstream_model: str
     weight: int
     priority: int
-    timeout: float
+    # Seconds: to connect, to the first byte of the answer, and for the whole call (a stream included).
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 60.0
+    total_timeout: float = 600.0
+    # Provider-specific settings (an API version, a region), as the adapter declared them.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 class ProviderError(Exception):
-    """The one error type adapters raise; the routing loop alone decides what happens next."""
+    """The one error type adapters raise; the routing loop alone decides what happens next.
+
+    `message` must be safe to show the client: never an upstream's words about credentials.
+    """
 
     def __init__(
         self,

@@ -1,11 +1,13 @@
-"""The interface every provider adapter implements."""
+"""What every provider adapter is and declares."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from providers.types import ChatChunk, ChatRequest, ChatResponse, Target
+from gateway.schemas import ChatChunk, ChatRequest, ChatResponse
+from providers.types import Target
 
 
 class LLMProvider(Protocol):
@@ -14,3 +16,41 @@ class LLMProvider(Protocol):
     async def complete(self, request: ChatRequest, target: Target) -> ChatResponse: ...
 
     def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[ChatChunk]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Supports:
+    """What a provider can do; the pipeline refuses with a clear 400 what it cannot."""
+
+    streaming: bool = True
+    tools: bool = True
+    images: bool = True
+    json_schema: bool = True
+    n_above_one: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class EnvConfig:
+    """How a provider bootstraps from the environment: the variables it reads, with their defaults.
+
+    The provider is set up when its key variable (or its base-URL variable, for servers that need no key) is set.
+    """
+
+    api_key: str
+    base_url: str
+    default_base_url: str
+    models: str
+    default_models: tuple[str, ...]
+    # Further variables the adapter reads into Target.options, with defaults.
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    kind: str
+    label: str
+    adapter: type
+    env: EnvConfig | None = None
+    supports: Supports = Supports()
+    # Built in and offline: set up whenever it is in LLM_PROVIDER_SEQUENCE.
+    builtin: bool = False

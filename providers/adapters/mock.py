@@ -7,73 +7,72 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 
-from providers.tokens import count_prompt_tokens, message_text, tokenize_spaced
-from providers.types import ChatChunk, ChatRequest, ChatResponse, Target, Usage
+from gateway.schemas import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ResponseMessage,
+    Usage,
+    message_text,
+)
+from providers.adapters.base import ProviderSpec
+from providers.tokens import count_messages, split_tokens
+from providers.types import Target
+
+FINGERPRINT = "greengate-demo"
 
 
-def _reply_tokens(request: ChatRequest) -> list[str]:
-    last_user = next((m for m in reversed(request.messages) if m.get("role") == "user"), None)
-    asked = message_text(last_user.get("content")) if last_user else ""
-    excerpt = " ".join(asked.split())[:80]
+def _reply(request: ChatRequest, target: Target) -> tuple[list[str], str, Usage]:
+    excerpt = " ".join(request.last_user_text().split())[:80]
     text = (
         f'This is GreenGate\'s demo provider, answering offline. You said: "{excerpt}". '
         "Add a provider key to get real completions."
     )
-    tokens = tokenize_spaced(text)
-    if request.max_tokens is not None:
-        tokens = tokens[: request.max_tokens]
-    return tokens
+    pieces = split_tokens(text, target.upstream_model)
+    limit = request.output_limit
+    finish = "stop"
+    if limit is not None and len(pieces) > limit:
+        pieces, finish = pieces[:limit], "length"
+    prompt = count_messages((message_text(m) for m in request.messages), target.upstream_model).tokens
+    return pieces, finish, Usage.of(input=prompt, output=len(pieces))
 
 
 def _completion_id(request: ChatRequest) -> str:
-    digest = hashlib.sha256(repr(request.messages).encode()).hexdigest()[:24]
+    digest = hashlib.sha256(request.last_user_text().encode("utf-8", "replace")).hexdigest()[:24]
     return f"chatcmpl-demo-{digest}"
 
 
-class MockProvider:
+class MockAdapter:
     kind = "mock"
 
     async def complete(self, request: ChatRequest, target: Target) -> ChatResponse:
-        tokens = _reply_tokens(request)
-        usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=len(tokens))
-        finish = "length" if request.max_tokens is not None and len(tokens) >= request.max_tokens else "stop"
-        body = {
-            "id": _completion_id(request),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": target.upstream_model,
-            "system_fingerprint": "greengate-demo",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(tokens), "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
-            "usage": usage.as_openai(),
-        }
-        return ChatResponse(body=body, usage=usage)
+        pieces, finish, usage = _reply(request, target)
+        return ChatResponse(
+            id=_completion_id(request),
+            created=int(time.time()),
+            model=target.upstream_model,
+            system_fingerprint=FINGERPRINT,
+            choices=[Choice(index=0, message=ResponseMessage(content="".join(pieces)), finish_reason=finish)],
+            usage=usage,
+        )
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[ChatChunk]:
-        tokens = _reply_tokens(request)
-        usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=len(tokens))
-        finish = "length" if request.max_tokens is not None and len(tokens) >= request.max_tokens else "stop"
-        base = {
-            "id": _completion_id(request),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": target.upstream_model,
-            "system_fingerprint": "greengate-demo",
-        }
+        pieces, finish, usage = _reply(request, target)
+        envelope = {"id": _completion_id(request), "created": int(time.time()), "model": target.upstream_model}
 
-        def chunk(delta: dict, finish_reason: str | None = None) -> ChatChunk:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return ChatChunk(body={**base, "choices": [choice]})
+        def chunk(delta: Delta, finish_reason: str | None = None) -> ChatChunk:
+            choice = ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+            return ChatChunk(**envelope, choices=[choice], system_fingerprint=FINGERPRINT)
 
-        yield chunk({"role": "assistant", "content": ""})
-        for token in tokens:
+        yield chunk(Delta(role="assistant", content=""))
+        for piece in pieces:
             await asyncio.sleep(0)  # yield to the loop between chunks, like a network stream would
-            yield chunk({"content": token})
-        yield chunk({}, finish)
-        yield ChatChunk(body={**base, "choices": [], "usage": usage.as_openai()}, usage=usage)
+            yield chunk(Delta(content=piece))
+        yield chunk(Delta(), finish)
+        yield ChatChunk(**envelope, choices=[], system_fingerprint=FINGERPRINT, usage=usage)
+
+
+SPEC = ProviderSpec(kind="mock", label="Demo (built-in, offline)", adapter=MockAdapter, builtin=True)

@@ -1,71 +1,67 @@
-"""Writes ledger rows off the response path, over an async psycopg pool, exactly once per request."""
+"""Writes ledger rows off the response path, over an async psycopg pool, exactly once per request.
+
+The INSERT is derived from `LedgerEntry`'s fields, so a new column needs no second list here. A batch that
+fails on one row falls back to row-by-row writes: one bad row never costs its neighbours.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-import os
-import time
-import uuid
 import weakref
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from typing import Any
 
 import psycopg
 from django.db import connections
+from django.db.models import CharField
 from psycopg_pool import AsyncConnectionPool
+
+from greengate_site.request_context import uuid7
+from ledger.models import LedgerEntry
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
-
-
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID, so ledger inserts land at the end of the primary-key index."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return uuid.UUID(int=value)
-
-
-@dataclass(slots=True)
-class LedgerRow:
-    request_id: str
-    created_at: datetime
-    status_code: int
-    latency_ms: int
-    stream: bool = False
-    tenant_id: int | None = None
-    api_key_id: int | None = None
-    provider: str = ""
-    model: str = ""
-    upstream_model: str = ""
-    error_code: str = ""
-    cache_status: str = "none"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    usage_estimated: bool = False
-    ttft_ms: int | None = None
-    id: uuid.UUID = field(default_factory=uuid7)
-
-
-_COLUMNS = [f for f in LedgerRow.__dataclass_fields__]
-_INSERT = (
-    f"INSERT INTO ledger_ledgerentry ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join('%(' + c + ')s' for c in _COLUMNS)}) ON CONFLICT (id) DO NOTHING"
-)
-
-
 BATCH_SIZE = 500
+# Errors about the connection, worth retrying the same rows; anything else is about the rows themselves.
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+_FIELDS = [f for f in LedgerEntry._meta.concrete_fields]
+_COLUMNS = [f.column for f in _FIELDS]
+_INSERT = (
+    f"INSERT INTO {LedgerEntry._meta.db_table} ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+_TEXT_LIMITS = {f.attname: f.max_length for f in _FIELDS if isinstance(f, CharField) and f.max_length}
+
+
+def fit_text(entry: LedgerEntry) -> LedgerEntry:
+    """Text columns cut to their length, NUL and lone surrogates replaced: PostgreSQL refuses both."""
+    for attname, limit in _TEXT_LIMITS.items():
+        value = getattr(entry, attname)
+        if isinstance(value, str):
+            cleaned = value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")[:limit]
+            if cleaned != value:
+                setattr(entry, attname, cleaned)
+    return entry
+
+
+def _values(entry: LedgerEntry) -> tuple[Any, ...]:
+    return tuple(getattr(entry, f.attname) for f in _FIELDS)
+
+
+def describe(entry: LedgerEntry) -> dict[str, Any]:
+    """A row as a log record carries it (the ledger holds no secrets and no prompt text)."""
+    return {f.attname: str(getattr(entry, f.attname)) for f in _FIELDS}
 
 
 class _LoopState:
     """A writer's queue and flusher task on one event loop, plus its connection pool."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[LedgerRow] = asyncio.Queue()
-        self.flusher: asyncio.Task | None = None
+        self.queue: asyncio.Queue[LedgerEntry] = asyncio.Queue()
+        self.flusher: asyncio.Task[None] | None = None
         self.pool: AsyncConnectionPool | None = None
 
 
@@ -78,11 +74,20 @@ class LedgerWriter:
     def __init__(self) -> None:
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
-    def record(self, row: LedgerRow) -> None:
+    def record(self, entry: LedgerEntry) -> None:
+        if entry.id is None:
+            entry.id = uuid7()
         state = self._state()
-        state.queue.put_nowait(row)
+        state.queue.put_nowait(fit_text(entry))
         if state.flusher is None or state.flusher.done():
-            state.flusher = asyncio.get_running_loop().create_task(self._flush_forever(state))
+            # An empty context: the flusher outlives the request that started it, and must not log as that request.
+            state.flusher = asyncio.get_running_loop().create_task(
+                self._flush_forever(state), context=contextvars.Context()
+            )
+
+    def queued(self) -> int:
+        state = self._states.get(asyncio.get_running_loop())
+        return state.queue.qsize() if state else 0
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every queued row is written (shutdown, tests)."""
@@ -119,39 +124,37 @@ class LedgerWriter:
             try:
                 await self._write_batch(state, batch)
             except Exception:
-                logger.exception("ledger batch failed", extra={"rows": [asdict(row) for row in batch]})
+                logger.exception("ledger batch failed", extra={"rows": [describe(e) for e in batch]})
             finally:
                 for _ in batch:
                     state.queue.task_done()
 
-    async def _write_batch(self, state: _LoopState, batch: list[LedgerRow]) -> None:
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+    async def _write_batch(self, state: _LoopState, batch: list[LedgerEntry]) -> None:
+        """Retry while the database is unreachable; once it answers, a refused batch goes row by row."""
+        attempt = 0
+        while True:
             try:
                 await self._insert(state, batch)
                 return
-            except psycopg.errors.UniqueViolation:
-                # A client reused an X-Request-ID already in the ledger: write row by row, keeping both.
-                for row in batch:
-                    await self._insert_keeping_both(state, row)
-                return
-            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-                if delay is None:
-                    logger.error(
-                        "ledger write failed for good", extra={"rows": [asdict(r) for r in batch], "error": str(exc)}
-                    )
-                    return
-                logger.warning("ledger write failed; retrying", extra={"attempt": attempt + 1, "error": str(exc)})
+            except TRANSIENT as exc:
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                attempt += 1
+                logger.warning("ledger write failed; retrying", extra={"attempt": attempt, "error": str(exc)})
                 await asyncio.sleep(delay)
+            except psycopg.Error:
+                if len(batch) == 1:
+                    raise
+                for entry in batch:
+                    await self._write_one(state, entry)
+                return
 
-    async def _insert_keeping_both(self, state: _LoopState, row: LedgerRow) -> None:
+    async def _write_one(self, state: _LoopState, entry: LedgerEntry) -> None:
         try:
-            await self._insert(state, [row])
-        except psycopg.errors.UniqueViolation:
-            logger.warning("request id already in the ledger; storing with a suffix", extra={"request": row.request_id})
-            row.request_id = f"{row.request_id[:120]}~{row.id.hex[-12:]}"
-            await self._insert(state, [row])
+            await self._write_batch(state, [entry])
+        except psycopg.Error as exc:
+            logger.error("ledger row refused by the database", extra={"row": describe(entry), "error": str(exc)})
 
-    async def _insert(self, state: _LoopState, rows: list[LedgerRow]) -> None:
+    async def _insert(self, state: _LoopState, rows: list[LedgerEntry]) -> None:
         if state.pool is None:
             params = connections["default"].get_connection_params()
             params.pop("cursor_factory", None)
@@ -159,8 +162,8 @@ class LedgerWriter:
             state.pool = AsyncConnectionPool(kwargs=params, min_size=1, max_size=4, open=False, name="ledger")
             await state.pool.open()
         async with state.pool.connection() as conn, conn.cursor() as cursor:
-            # Retried batches are harmless: a row already written conflicts on its id and is skipped.
-            await cursor.executemany(_INSERT, [asdict(row) for row in rows])
+            # Retried batches are harmless: a row already written conflicts on its ids and is skipped.
+            await cursor.executemany(_INSERT, [_values(row) for row in rows])
 
 
 ledger_writer = LedgerWriter()

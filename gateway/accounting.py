@@ -1,106 +1,118 @@
-"""Step 7 of the pipeline: what a finished request leaves behind (ledger row, access log)."""
+"""Step 7: what a finished request leaves behind, exactly once: its ledger row and its access log line."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from gateway.live_config import KeyEntry
-from ledger.writer import LedgerRow, ledger_writer
-from providers.tokens import count_prompt_tokens, count_tokens
-from providers.types import ChatRequest, Target, Usage
+from gateway.call import CLIENT_CLOSED, Call
+from gateway.schemas import Usage, message_text
+from ledger.models import LedgerEntry
+from ledger.writer import ledger_writer
+from providers.tokens import count_messages, count_text
 
 logger = logging.getLogger("greengate.requests")
 
-CLIENT_CLOSED = 499  # the client left before the answer was complete (nginx's convention)
+
+@asynccontextmanager
+async def recorded(call: Call) -> AsyncIterator[Call]:
+    """Whatever happens inside (an answer, an error, a client leaving, a shutdown), the call is accounted once."""
+    try:
+        yield call
+    finally:
+        account(call)
 
 
-@dataclass(slots=True)
-class Call:
-    """Everything one request has learnt by the time it is accounted."""
-
-    request_id: str
-    stream: bool
-    started: float = field(default_factory=time.monotonic)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    chat: ChatRequest | None = None
-    key: KeyEntry | None = None
-    target: Target | None = None
-    status: int | None = None
-    error_code: str = ""
-    usage: Usage | None = None
-    first_token_at: float | None = None
-    streamed: list[str] = field(default_factory=list)
-    cache_status: str = "none"
-    accounted: bool = False
-
-    def fail(self, status: int, code: str | None) -> None:
-        self.status = status
-        self.error_code = code or ""
-
-    def final_usage(self) -> Usage:
-        if self.usage is not None and not self.usage.estimated:
-            return self.usage
-        if self.chat is None or self.target is None:
-            return Usage()
-        # No usage from upstream (it omitted it, or the client left first): count what was sent.
-        return Usage(
-            prompt_tokens=count_prompt_tokens(self.chat.messages),
-            completion_tokens=count_tokens("".join(self.streamed)),
-            estimated=True,
-        )
+def final_usage(call: Call) -> tuple[Usage, str]:
+    """The upstream's usage, else GreenGate's own count of what was asked and sent; and the encoding counted with."""
+    if call.usage is not None:
+        return call.usage, ""
+    if call.chat is None or not call.attempts:
+        return Usage(), ""
+    model = call.target.upstream_model if call.target else call.chat.model
+    prompt = count_messages((message_text(m) for m in call.chat.messages), model)
+    completion = count_text("".join(call.output), model)
+    return Usage.of(input=prompt.tokens, output=completion.tokens), prompt.encoding
 
 
 def account(call: Call) -> None:
-    """Record the request exactly once; safe to call from every exit path."""
+    """Record the call if nothing has yet; never raises, since it runs on every exit path."""
     if call.accounted:
         return
     call.accounted = True
     if call.status is None:
         call.fail(CLIENT_CLOSED, "client_disconnected")
-    usage = call.final_usage()
-    elapsed = time.monotonic() - call.started
-    ttft_ms = round((call.first_token_at - call.started) * 1000) if call.first_token_at else None
-    row = LedgerRow(
+    try:
+        entry = _entry(call)
+    except Exception:  # noqa: BLE001 - the row must be written even if a detail of it cannot be worked out
+        logger.exception("ledger row incomplete")
+        entry = _bare_entry(call)
+    ledger_writer.record(entry)
+    _log(call, entry)
+
+
+def _bare_entry(call: Call) -> LedgerEntry:
+    return LedgerEntry(
         request_id=call.request_id,
+        client_request_id=call.client_request_id,
         created_at=call.started_at,
-        status_code=call.status,
-        latency_ms=round(elapsed * 1000),
-        stream=call.stream,
+        endpoint=call.endpoint,
+        status_code=call.status or 500,
+        error_code=call.error_code,
+        latency_ms=round((time.monotonic() - call.started) * 1000),
         tenant_id=call.key.tenant_id if call.key else None,
         api_key_id=call.key.key_id if call.key else None,
-        provider=call.target.provider_name if call.target else "",
-        model=call.chat.model if call.chat else "",
-        upstream_model=call.target.upstream_model if call.target else "",
-        error_code=call.error_code,
-        cache_status=call.cache_status,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        usage_estimated=usage.estimated,
-        ttft_ms=ttft_ms,
     )
-    ledger_writer.record(row)
+
+
+def _entry(call: Call) -> LedgerEntry:
+    usage, encoding = final_usage(call)
+    entry = _bare_entry(call)
+    entry.stream = call.stream
+    entry.model = call.chat.model if call.chat else ""
+    if call.target is not None:
+        entry.provider = call.target.provider_name
+        entry.upstream_model = call.target.upstream_model
+    entry.cache_status = call.cache_status
+    entry.attempts = len(call.attempts)
+    entry.providers_tried = " ".join(f"{a.provider}:{a.outcome}" for a in call.attempts)
+    entry.prompt_tokens = usage.input_tokens
+    entry.completion_tokens = usage.output_tokens
+    entry.cached_input_tokens = usage.cached_input_tokens
+    entry.cache_write_tokens = usage.cache_write_tokens
+    entry.reasoning_tokens = usage.reasoning_tokens
+    entry.usage_estimated = bool(encoding)
+    entry.token_encoding = encoding
+    if call.first_token_at is not None:
+        entry.ttft_ms = round((call.first_token_at - call.started) * 1000)
+    return entry
+
+
+def _log(call: Call, entry: LedgerEntry) -> None:
     logger.info(
         "chat completion",
         extra={
-            "status": row.status_code,
-            "error_code": row.error_code or None,
+            "status": entry.status_code,
+            "error_code": entry.error_code or None,
             "tenant": call.key.tenant_slug if call.key else None,
-            "model": row.model or None,
-            "provider": row.provider or None,
-            "stream": row.stream,
-            "prompt_tokens": row.prompt_tokens,
-            "completion_tokens": row.completion_tokens,
-            "latency_ms": row.latency_ms,
-            "ttft_ms": row.ttft_ms,
+            "client_request_id": entry.client_request_id or None,
+            "model": entry.model or None,
+            "provider": entry.provider or None,
+            "attempts": entry.providers_tried or None,
+            "stream": entry.stream,
+            "prompt_tokens": entry.prompt_tokens,
+            "completion_tokens": entry.completion_tokens,
+            "latency_ms": entry.latency_ms,
+            "ttft_ms": entry.ttft_ms,
         },
     )
 
 
-def account_refused(request_id: str, *, status: int, code: str) -> None:
-    """Record a request the server refused before GreenGate read it (a body over the size limit)."""
-    call = Call(request_id=request_id, stream=False)
-    call.fail(status, code)
-    account(call)
+def account_refused(request_id: str, path: str, status: int, code: str) -> None:
+    """A completion the server refused before GreenGate read it (too large, too slow) still gets its row."""
+    if path.rstrip("/").endswith("/v1/chat/completions"):
+        call = Call(request_id=request_id)
+        call.fail(status, code)
+        account(call)

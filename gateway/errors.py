@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.schemas import ErrorBody, ErrorDetail, encoder
 from providers.types import ProviderError
 
 
@@ -29,6 +30,9 @@ class GatewayError(Exception):
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def encoded(self) -> bytes:
+        return encoder.encode(ErrorBody(ErrorDetail(self.message, self.type, self.param, self.code)))
+
 
 def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
@@ -44,6 +48,24 @@ def model_not_found(model: str) -> GatewayError:
         f"The model '{model}' does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
+    )
+
+
+def unknown_url(method: str, path: str) -> GatewayError:
+    shown = path if len(path) <= 200 else path[:200] + "..."
+    return GatewayError(
+        404,
+        f"Unknown request URL: {method} {shown}. Please check the URL for typos.",
+        code="unknown_url",
+    )
+
+
+def method_not_allowed(method: str, allowed: list[str]) -> GatewayError:
+    return GatewayError(
+        405,
+        f"Method {method} is not allowed here; use {' or '.join(allowed)}.",
+        code="method_not_allowed",
+        headers={"Allow": ", ".join(allowed)},
     )
 
 

@@ -77,7 +77,10 @@ def load_snapshot(version: int) -> Snapshot:
                 upstream_model=deployment.upstream_model,
                 weight=deployment.weight,
                 priority=deployment.priority,
-                timeout=provider.timeout_seconds,
+                connect_timeout=deployment.connect_timeout,
+                first_byte_timeout=deployment.first_byte_timeout,
+                total_timeout=deployment.total_timeout,
+                options={str(k): str(v) for k, v in (provider.options or {}).items()},
             )
         )
     return Snapshot(

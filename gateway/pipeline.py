@@ -1,125 +1,151 @@
-"""The one request pipeline behind REST and SSE. Read top to bottom, it is the order of the steps."""
+"""The one request flow behind REST and SSE. Read top to bottom, it is the order of the steps.
+
+1. identify      request id (made at the ASGI edge); the typed request, parsed once
+2. authenticate  key -> tenant and limits, from process memory
+3. admit         rate limits, budget, idempotency
+4. cache         exact, then semantic
+5. route         model -> deployments by priority and weight
+6. call          the adapter, falling through to the next deployment on a retryable failure
+7. account       ledger row and log line, once, before the last byte of the answer leaves
+
+Transports only adapt this to their wire: they hand `serve()` a Responder and write what it is given.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Protocol
 
-from gateway.accounting import Call, account
+from msgspec import UNSET
+
+from gateway.accounting import account, final_usage
 from gateway.auth import authenticate
+from gateway.call import Call
 from gateway.errors import GatewayError, from_provider_error, internal_error, model_not_found
-from gateway.live_config import Snapshot, live_config
+from gateway.live_config import live_config
+from gateway.schemas import ChatChunk, ChatResponse, Usage, encoder
 from gateway.validation import parse_chat_request
-from providers.adapters import adapter_for
+from providers.adapters.registry import adapter_for
 from providers.router import attempt_order
-from providers.types import ChatChunk, ProviderError, Target
+from providers.types import ProviderError, Target
 
 logger = logging.getLogger(__name__)
 
+Headers = list[tuple[bytes, bytes]]
 
-async def complete(call: Call, body: bytes, authorization: str | None) -> dict[str, Any]:
-    """A whole completion as OpenAI's JSON body."""
+
+class Responder(Protocol):
+    """How a transport writes what the pipeline answers."""
+
+    async def json(self, status: int, body: bytes, headers: Headers) -> None: ...
+
+    async def start_stream(self, headers: Headers) -> None: ...
+
+    async def event(self, data: bytes) -> None: ...
+
+    async def end_stream(self, *, done: bool) -> None: ...
+
+    async def error(self, error: GatewayError) -> None:
+        """A JSON error response, or an in-stream error event once the stream has started."""
+
+
+# 1-2. Identify and authenticate.
+async def identify(call: Call, body: bytes, authorization: str | None) -> None:
+    """Who is calling and what they ask. The key comes first: an unknown caller's body is never parsed.
+
+    Never raises a GatewayError: a refusal is kept on the call for `serve()` to answer and account.
+    """
     try:
-        snapshot = await _identify_and_admit(call, body, authorization)
-        targets = _route(call, snapshot)
-        response = await _call_with_fallback(call, targets)
-        call.usage = response.usage
-        if response.usage.estimated:
-            # The upstream sent no usage: count the reply, and give the client the count it expects.
-            call.streamed.append(_reply_text(response.body))
-            response.body["usage"] = call.final_usage().as_openai()
-        call.status = 200
-        return response.body
+        call.key, call.snapshot = await authenticate(authorization, live_config)
+        call.chat = parse_chat_request(body)
+        call.stream = call.chat.wants_stream
+    except GatewayError as exc:
+        call.error = exc
+
+
+async def serve(call: Call, out: Responder) -> None:
+    try:
+        if call.error is not None:
+            raise call.error
+        await admit(call)
+        if await answer_from_cache(call, out):
+            return
+        targets = route(call)
+        if call.stream:
+            await answer_stream(call, targets, out)
+        else:
+            await answer_json(call, targets, out)
     except GatewayError as exc:
         call.fail(exc.status, exc.code)
+        account(call)
+        await out.error(exc)
+    except asyncio.CancelledError:
+        account(call)  # the client left, or the server is shutting down: billed for what was sent
         raise
     except Exception:
-        logger.exception("completion failed inside GreenGate")
+        logger.exception("request failed inside GreenGate")
         error = internal_error()
         call.fail(error.status, "internal_error")
-        raise error from None
+        account(call)
+        await out.error(error)
     finally:
         account(call)
 
 
-async def open_stream(call: Call, body: bytes, authorization: str | None) -> AsyncIterator[dict[str, Any]]:
-    """Start a stream; errors before the first chunk raise GatewayError so the transport can send a status."""
-    try:
-        snapshot = await _identify_and_admit(call, body, authorization)
-        targets = _route(call, snapshot)
-        upstream, first = await _open_with_fallback(call, targets)
-    except GatewayError as exc:
-        call.fail(exc.status, exc.code)
-        account(call)
-        raise
-    except asyncio.CancelledError:
-        account(call)  # the client left before the stream began
-        raise
-    except Exception:
-        logger.exception("stream failed inside GreenGate")
-        error = internal_error()
-        call.fail(error.status, "internal_error")
-        account(call)
-        raise error from None
-    return _relay(call, upstream, first)
+# 3. Admit.
+async def admit(call: Call) -> None:
+    """Rate limits, budget and idempotency, in that order. Admits everything until quotas are enforced."""
 
 
-def finish(call: Call) -> None:
-    """Transports call this on every exit; it records the request if nothing else has."""
-    account(call)
-
-
-# 1-3. Identify, authenticate, admit.
-async def _identify_and_admit(call: Call, body: bytes, authorization: str | None) -> Snapshot:
-    call.key, snapshot = await authenticate(authorization, live_config)
-    call.chat = parse_chat_request(body)
-    return snapshot
+# 4. Cache.
+async def answer_from_cache(call: Call, out: Responder) -> bool:
+    """Answer from the exact or semantic cache; True if it did. Every request misses until the cache exists."""
+    return False
 
 
 # 5. Route.
-def _route(call: Call, snapshot: Snapshot) -> list[Target]:
-    assert call.chat is not None
-    targets = snapshot.routes.get(call.chat.model)
+def route(call: Call) -> list[Target]:
+    assert call.chat is not None and call.snapshot is not None
+    targets = call.snapshot.routes.get(call.chat.model)
     if not targets:
         raise model_not_found(call.chat.model)
     return attempt_order(targets)
 
 
-# 6. Call, falling through to the next deployment on a retryable failure.
-async def _call_with_fallback(call: Call, targets: list[Target]):
+# 6-7. Call and account, as JSON.
+async def answer_json(call: Call, targets: list[Target], out: Responder) -> None:
+    response = await _complete_with_fallback(call, targets)
+    for choice in response.choices:
+        call.saw_output(choice.message.content or "")
+    call.usage = response.usage
+    if response.usage is None:
+        # The upstream sent no usage: give the client GreenGate's own count, as the ledger keeps it.
+        response.usage = final_usage(call)[0]
+    call.status = 200
+    account(call)
+    await out.json(200, encoder.encode(response), [])
+
+
+async def _complete_with_fallback(call: Call, targets: list[Target]) -> ChatResponse:
     assert call.chat is not None
+    loop = asyncio.get_running_loop()
     last: ProviderError | None = None
     for target in targets:
         call.target = target
+        # A JSON answer arrives at once, so its first byte is the whole answer.
+        limit = min(target.first_byte_timeout, target.total_timeout)
         try:
-            return await adapter_for(target.kind).complete(call.chat, target)
+            async with asyncio.timeout_at(loop.time() + limit):
+                response = await adapter_for(target.kind).complete(call.chat, target)
+            call.attempt(target, "ok")
+            return response
+        except TimeoutError:
+            last = _timed_out(target)
         except ProviderError as exc:
             last = exc
-            logger.warning("deployment failed", extra={"provider": target.provider_name, "code": exc.code})
-            if not exc.retryable:
-                break
-    assert last is not None
-    raise from_provider_error(last)
-
-
-async def _open_with_fallback(call: Call, targets: list[Target]) -> tuple[AsyncIterator[ChatChunk], ChatChunk]:
-    """Fallback is possible only until the first chunk: after that the client has seen this deployment's words."""
-    assert call.chat is not None
-    last: ProviderError | None = None
-    for target in targets:
-        call.target = target
-        upstream = adapter_for(target.kind).stream(call.chat, target)
-        try:
-            first = await anext(upstream)
-            return upstream, first
-        except StopAsyncIteration:
-            last = ProviderError(502, f"Provider '{target.provider_name}' sent an empty stream.", retryable=True)
-        except ProviderError as exc:
-            last = exc
-            await upstream.aclose()
+        call.attempt(target, last.code)
         logger.warning("deployment failed", extra={"provider": target.provider_name, "code": last.code})
         if not last.retryable:
             break
@@ -127,49 +153,85 @@ async def _open_with_fallback(call: Call, targets: list[Target]) -> tuple[AsyncI
     raise from_provider_error(last)
 
 
-async def _relay(call: Call, upstream: AsyncIterator[ChatChunk], first: ChatChunk) -> AsyncIterator[dict[str, Any]]:
-    """Pass each upstream chunk on as it arrives; account when done, failed or abandoned."""
+# 6-7. Call and account, as server-sent events.
+async def answer_stream(call: Call, targets: list[Target], out: Responder) -> None:
     assert call.chat is not None
+    upstream, first, deadline = await _open_with_fallback(call, targets)
     include_usage = call.chat.include_usage
-    chunk: ChatChunk | None = first
     try:
+        await out.start_stream([])
+        chunk: ChatChunk | None = first
         while chunk is not None:
-            if chunk.usage is not None:
-                call.usage = chunk.usage
-            text = chunk.content
-            if text:
-                call.streamed.append(text)
-                if call.first_token_at is None:
-                    call.first_token_at = time.monotonic()
-            is_usage_only = not chunk.body.get("choices") and chunk.usage is not None
-            if include_usage:
-                yield chunk.body
-            elif not is_usage_only:
-                chunk.body.pop("usage", None)
-                yield chunk.body
-            chunk = await anext(upstream, None)
-        if include_usage and call.usage is None:
-            # The upstream sent no usage: honour the client's request with GreenGate's own count.
-            usage = call.final_usage()
-            yield {**_chunk_envelope(first), "choices": [], "usage": usage.as_openai()}
+            if _relay(call, chunk, include_usage):
+                await out.event(encoder.encode(chunk))
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(upstream, None)
         call.status = 200
+        account(call)
+        if include_usage:
+            await out.event(encoder.encode(_usage_chunk(call, first)))
+        await out.end_stream(done=True)
+    except TimeoutError:
+        assert call.target is not None
+        raise from_provider_error(_timed_out(call.target)) from None
     except ProviderError as exc:
-        error = from_provider_error(exc)
-        call.fail(error.status, error.code)
-        yield error.body()
+        raise from_provider_error(exc) from None
     finally:
         await upstream.aclose()
-        account(call)
 
 
-def _reply_text(body: dict[str, Any]) -> str:
-    texts = []
-    for choice in body.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            texts.append(message["content"])
-    return "".join(texts)
+def _relay(call: Call, chunk: ChatChunk, include_usage: bool) -> bool:
+    """Note what the chunk carries; whether to pass it on. Usage goes out once, last, after accounting."""
+    if isinstance(chunk.usage, Usage):
+        call.usage = chunk.usage
+    call.saw_output(chunk.text() + chunk.tool_text())
+    if not chunk.choices:
+        return False  # a usage-only chunk: the final one is made after accounting
+    chunk.usage = None if include_usage else UNSET
+    return True
 
 
-def _chunk_envelope(chunk: ChatChunk) -> dict[str, Any]:
-    return {key: chunk.body[key] for key in ("id", "object", "created", "model") if key in chunk.body}
+def _usage_chunk(call: Call, first: ChatChunk) -> ChatChunk:
+    usage, _ = final_usage(call)
+    return ChatChunk(
+        id=first.id,
+        created=first.created,
+        model=first.model,
+        choices=[],
+        system_fingerprint=first.system_fingerprint,
+        usage=usage,
+    )
+
+
+async def _open_with_fallback(call: Call, targets: list[Target]) -> tuple[AsyncIterator[ChatChunk], ChatChunk, float]:
+    """Fallback is possible only until the first chunk: after that the client has seen this deployment's words."""
+    assert call.chat is not None
+    loop = asyncio.get_running_loop()
+    last: ProviderError | None = None
+    for target in targets:
+        call.target = target
+        started = loop.time()
+        deadline = started + target.total_timeout
+        upstream = adapter_for(target.kind).stream(call.chat, target)
+        try:
+            async with asyncio.timeout_at(min(started + target.first_byte_timeout, deadline)):
+                first = await anext(upstream)
+            call.attempt(target, "ok")
+            return upstream, first, deadline
+        except StopAsyncIteration:
+            last = ProviderError(502, f"Provider '{target.provider_name}' sent an empty stream.", retryable=True)
+        except TimeoutError:
+            last = _timed_out(target)
+        except ProviderError as exc:
+            last = exc
+        await upstream.aclose()
+        call.attempt(target, last.code)
+        logger.warning("deployment failed", extra={"provider": target.provider_name, "code": last.code})
+        if not last.retryable:
+            break
+    assert last is not None
+    raise from_provider_error(last)
+
+
+def _timed_out(target: Target) -> ProviderError:
+    return ProviderError(504, f"Provider '{target.provider_name}' timed out.", retryable=True, code="upstream_timeout")

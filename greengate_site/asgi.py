@@ -1,4 +1,4 @@
-"""ASGI entry: Channels routes streamed completions to its consumer, the rest of the API and the admin to Django."""
+"""ASGI entry: the API (streams to a Channels consumer, the rest to DRF) and the admin to Django."""
 
 from __future__ import annotations
 
@@ -6,31 +6,70 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "greengate_site.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_app = get_asgi_application()  # sets Django up before the imports below touch models
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.urls import path, re_path  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.urls import path, re_path
 
-from gateway.consumers import ChatStreamConsumer  # noqa: E402
-from gateway.routing import APIHandler, ChatCompletionsRouter  # noqa: E402
-from greengate_site.request_id import RequestIdMiddleware  # noqa: E402
+from gateway.accounting import account_refused
+from gateway.transport.asgi import (
+    AmbiguousPathGuard,
+    APIHandler,
+    ChatCompletionsJoint,
+    CORSMiddleware,
+    unknown_api_path,
+)
+from gateway.transport.consumers import ChatStreamConsumer
+from greengate_site.request_id import RequestIdMiddleware
 
 api_app = APIHandler()
+
+# Inside /v1/ (the outer router has consumed that prefix).
+api = CORSMiddleware(
+    URLRouter(
+        [
+            path("chat/completions", ChatCompletionsJoint(api_app, ChatStreamConsumer.as_asgi())),
+            re_path(r"^models(/.+)?$", api_app),
+            # Anything else under /v1 (a typo, a trailing slash) gets OpenAI's 404, not an HTML page.
+            re_path(r"", unknown_api_path),
+        ]
+    )
+)
 
 application = ProtocolTypeRouter(
     {
         "http": RequestIdMiddleware(
-            URLRouter(
-                [
-                    path("v1/chat/completions", ChatCompletionsRouter(api_app, ChatStreamConsumer.as_asgi())),
-                    re_path(r"^(v1/|healthz$)", api_app),
-                    # Admin assets are served here too, so a bare `make run` needs no web server in front.
-                    re_path(r"", ASGIStaticFilesHandler(django_app)),
-                ]
+            AmbiguousPathGuard(
+                URLRouter(
+                    [
+                        re_path(r"^v1/", api),
+                        # /v1 alone: OpenAI's 404 too.
+                        re_path(r"^v1$", CORSMiddleware(unknown_api_path)),
+                        path("healthz", api_app),
+                        # Admin assets are served here too, so a bare `make run` needs no web server in front.
+                        re_path(r"", ASGIStaticFilesHandler(django_app)),
+                    ]
+                )
             )
         )
     }
 )
+
+
+async def on_shutdown() -> None:
+    """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
+    from greengate_site import redis
+    from ledger.writer import ledger_writer
+    from providers.http import close_clients
+
+    await ledger_writer.close()
+    await close_clients()
+    await redis.aclose()
+
+
+# Hooks the server (greengate_site.server) calls: it refuses some requests itself, and drains on SIGTERM.
+application.on_refused = account_refused  # type: ignore[attr-defined]
+application.on_shutdown = on_shutdown  # type: ignore[attr-defined]

@@ -1,37 +1,55 @@
-"""Every HTTP request gets a request id before anything else runs: set for its logs, returned in its response."""
+"""Every HTTP request gets GreenGate's own request id before anything else runs: set for its logs, returned.
+
+The client's own id (X-Client-Request-ID, or X-Request-ID) is kept beside it, stored in the ledger and echoed
+as X-Client-Request-ID; it never replaces GreenGate's, so two clients reusing one id cannot collide.
+"""
 
 from __future__ import annotations
 
-from greengate_site.request_context import choose_request_id, header_value, request_id_var
+from typing import Any
+
+from greengate_site.request_context import client_request_id, header_value, new_request_id, request_id_var
 
 SCOPE_KEY = "greengate.request_id"
+CLIENT_SCOPE_KEY = "greengate.client_request_id"
 
 
-def request_id_of(scope: dict) -> str:
+def request_id_of(scope: dict[str, Any]) -> str:
     return scope[SCOPE_KEY]
 
 
+def client_request_id_of(scope: dict[str, Any]) -> str:
+    return scope.get(CLIENT_SCOPE_KEY, "")
+
+
 class RequestIdMiddleware:
-    """ASGI middleware: accepts a safe X-Request-ID or makes one, and sends it back on the response.
+    """ASGI middleware: makes the request id, and sends it (and the client's, if any) back on the response.
 
     At this level the id covers the whole request, Django's own log lines and the Channels consumer included.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = choose_request_id(header_value(scope["headers"], b"x-request-id"))
-        scope = {**scope, SCOPE_KEY: request_id}
-        header = (b"x-request-id", request_id.encode())
+        headers = scope["headers"]
+        request_id = new_request_id()
+        client_id = client_request_id(
+            header_value(headers, b"x-client-request-id") or header_value(headers, b"x-request-id")
+        )
+        scope = {**scope, SCOPE_KEY: request_id, CLIENT_SCOPE_KEY: client_id}
+        ours = [(b"x-request-id", request_id.encode())]
+        if client_id:
+            ours.append((b"x-client-request-id", client_id.encode()))
+        names = {name for name, _ in ours}
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
-                message = {**message, "headers": [*headers, header]}
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in names]
+                message = {**message, "headers": [*headers, *ours]}
             await send(message)
 
         token = request_id_var.set(request_id)

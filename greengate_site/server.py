@@ -32,7 +32,7 @@ from daphne.utils import import_by_path
 from twisted.internet import defer, reactor
 
 from gateway.errors import request_too_large
-from greengate_site.request_context import choose_request_id, request_id_var
+from greengate_site.request_context import new_request_id, request_id_var
 
 # Named explicitly: under `python -m` __name__ would be "__main__".
 logger = logging.getLogger("greengate_site.server")
@@ -103,8 +103,7 @@ class LimitedWebRequest(WebRequest):
         self.method = getattr(channel, "_command", self.method)
         self.uri = getattr(channel, "_path", self.uri)
         self.clientproto = getattr(channel, "_version", b"HTTP/1.1")
-        supplied = self.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
-        request_id = choose_request_id(supplied.decode("latin-1"))
+        request_id = new_request_id()
         path = self.uri.decode("ascii", "replace").split("?", 1)[0]
         token = request_id_var.set(request_id)
         try:
@@ -300,7 +299,7 @@ def _record_refused(request_id: str, path: str) -> None:
     if settings.configured and path == "/v1/chat/completions":
         from gateway.accounting import account_refused
 
-        account_refused(request_id, status=413, code="request_too_large")
+        account_refused(request_id, path, 413, "request_too_large")
 
 
 async def _close_greengate() -> None:

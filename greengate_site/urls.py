@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from gateway.views import ChatCompletionsView, ModelDetailView, ModelListView
+from gateway.transport.views import ChatCompletionsView, ModelDetailView, ModelListView
 from greengate_site.health import healthz
 
 urlpatterns = [

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
 from greengate_site.redis import clients as redis_clients
 from ledger.models import LedgerEntry
@@ -143,20 +144,35 @@ def api_key(transactional_db) -> str:
 
 @pytest.fixture
 def route(transactional_db, upstream: MockUpstream) -> Callable[..., object]:
-    """route(model, priority=0, weight=1, timeout=10, **knobs): a deployment on the mock upstream."""
+    """route(model, priority=0, weight=1, timeout=10, first_byte_timeout=None, **knobs): a mock-upstream deployment."""
 
-    def make(model: str = "gpt-test", *, priority: int = 0, weight: int = 1, timeout: float = 10.0, **knobs):
-        provider = ProviderFactory(base_url=upstream.base_url(**knobs), timeout_seconds=timeout)
-        return DeploymentFactory(model_name=model, provider=provider, priority=priority, weight=weight)
+    def make(
+        model: str = "gpt-test",
+        *,
+        priority: int = 0,
+        weight: int = 1,
+        timeout: float = 10.0,
+        first_byte_timeout: float | None = None,
+        **knobs,
+    ):
+        provider = ProviderFactory(base_url=upstream.base_url(**knobs))
+        return DeploymentFactory(
+            model_name=model,
+            provider=provider,
+            priority=priority,
+            weight=weight,
+            total_timeout=timeout,
+            first_byte_timeout=first_byte_timeout or timeout,
+        )
 
     return make
 
 
 def wait_for_ledger(request_id: str, timeout: float = 10.0) -> LedgerEntry:
-    """Ledger rows are written just after the response; wait for this request's row."""
+    """Ledger rows are written just after the response; wait for the row of this request (by either id)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        entry = LedgerEntry.objects.filter(request_id=request_id).first()
+        entry = LedgerEntry.objects.filter(Q(request_id=request_id) | Q(client_request_id=request_id)).first()
         if entry is not None:
             return entry
         time.sleep(0.05)

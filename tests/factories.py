@@ -30,7 +30,6 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     kind = "openai"
     base_url = "http://127.0.0.1:9/v1"
     api_key = "sk-upstream-test"
-    timeout_seconds = 10.0
 
 
 class DeploymentFactory(factory.django.DjangoModelFactory):
@@ -42,3 +41,5 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     upstream_model = factory.LazyAttribute(lambda o: o.model_name)
     priority = 0
     weight = 1
+    first_byte_timeout = 10.0
+    total_timeout = 10.0

@@ -106,10 +106,10 @@ def test_a_provider_key_entered_in_admin_is_stored_encrypted_and_never_shown(adm
     assert "sk-live" not in stored
 
     # Saving again with the field left blank keeps the stored key.
-    admin_page.fill("#id_timeout_seconds", "30")
+    admin_page.fill("#id_base_url", "https://api.openai.com/v2")
     admin_page.click("input[name=_continue]")
     provider.refresh_from_db()
-    assert (provider.api_key, provider.timeout_seconds) == ("sk-live-very-secret-value", 30.0)
+    assert (provider.api_key, provider.base_url) == ("sk-live-very-secret-value", "https://api.openai.com/v2")
 
 
 def test_the_ledger_is_read_only_in_admin(admin_page: Page, gateway, api_key, route, ledger_row):

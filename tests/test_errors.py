@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from gateway.errors import from_provider_error
-from gateway.views import openai_exception_handler
+from gateway.transport.views import openai_exception_handler
 from providers.adapters import errors
 from providers.types import ProviderError
 

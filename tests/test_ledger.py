@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from greengate_site.request_context import uuid7
 from ledger.models import LedgerEntry
-from ledger.writer import LedgerRow, LedgerWriter, uuid7
+from ledger.writer import LedgerWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,8 +71,9 @@ def test_concurrent_requests_each_get_exactly_one_row(gateway, api_key, route):
     assert LedgerEntry.objects.count() == 40
 
 
-def test_a_reused_request_id_keeps_both_requests(gateway, api_key, route):
+def test_a_reused_client_request_id_keeps_both_requests_under_their_own_ids(gateway, api_key, route, ledger_row):
     route("gpt-test")
+    server_ids = []
     for _ in range(2):
         response = httpx.post(
             f"{gateway.url}/v1/chat/completions",
@@ -79,16 +81,17 @@ def test_a_reused_request_id_keeps_both_requests(gateway, api_key, route):
             headers={"Authorization": f"Bearer {api_key}", "X-Request-ID": "reused-id"},
         )
         assert response.status_code == 200
-    from tests.conftest import wait_for_quiet_ledger
-
-    wait_for_quiet_ledger()
-    rows = list(LedgerEntry.objects.filter(request_id__startswith="reused-id"))
-    assert len(rows) == 2
-    assert {r.request_id == "reused-id" for r in rows} == {True, False}
+        assert response.headers["x-client-request-id"] == "reused-id"
+        server_ids.append(response.headers["x-request-id"])
+    assert len(set(server_ids)) == 2 and "reused-id" not in server_ids
+    rows = [ledger_row(request_id) for request_id in server_ids]
+    assert [row.client_request_id for row in rows] == ["reused-id", "reused-id"]
 
 
 def test_a_retried_write_of_the_same_row_is_not_duplicated():
-    row = LedgerRow(request_id=f"retry-{uuid.uuid4().hex}", created_at=datetime.now(UTC), status_code=200, latency_ms=5)
+    row = LedgerEntry(
+        request_id=f"retry-{uuid.uuid4().hex}", created_at=datetime.now(UTC), status_code=200, latency_ms=5
+    )
 
     async def write_twice() -> None:
         writer = LedgerWriter()
@@ -153,4 +156,5 @@ def test_requests_cut_off_by_a_shutdown_are_still_recorded(api_key, route, upstr
 def test_admin_pages_carry_a_request_id_too(gateway):
     response = httpx.get(f"{gateway.url}/admin/login/", headers={"X-Request-ID": "admin-trace-1"})
     assert response.status_code == 200
-    assert response.headers["x-request-id"] == "admin-trace-1"
+    assert len(response.headers["x-request-id"]) == 32
+    assert response.headers["x-client-request-id"] == "admin-trace-1"

@@ -128,6 +128,22 @@ async def unknown_api_path(scope: Scope, receive: Receive, send: Send) -> None:
     await send_error(send, unknown_url(scope["method"], scope.get("path", "")))
 
 
+class AmbiguousPathGuard:
+    """A path starting with // reaches Django as if its first segment were a host name ("//v1/chat" as
+    "/chat"): answer OpenAI's 404 for it rather than route a path the client did not write."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") or b""
+        if scope["type"] == "http" and raw.startswith(b"//"):
+            shown = raw.split(b"?", 1)[0].decode("latin-1")
+            await send_error(send, unknown_url(scope["method"], shown))
+            return
+        await self.app(scope, receive, send)
+
+
 class CORSMiddleware:
     """CORS for browser apps calling the API, for the origins in CORS_ALLOWED_ORIGINS (none by default).
 

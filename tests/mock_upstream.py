@@ -219,7 +219,10 @@ def wire_route(handler: Handler, error: ErrorBody) -> Callable[[web.Request], Aw
                 return web.Response(status=499)
             auth = request.headers.get("Authorization")
             if "require_key" in k and auth != f"Bearer {k['require_key']}":
-                return await ex.send(error(401, "Incorrect API key provided."), 401)
+                # Like OpenAI, the refusal quotes part of the key it was given.
+                presented = (auth or "").removeprefix("Bearer ")
+                shown = f"{presented[:8]}{'*' * 12}{presented[-4:]}"
+                return await ex.send(error(401, f"Incorrect API key provided: {shown}."), 401)
             if "status" in k:
                 retry = k.get("retry_after")
                 extra = {} if retry is None else {"Retry-After": str(retry)}

@@ -6,9 +6,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 
@@ -31,10 +33,17 @@ def bootstrap(**env: str) -> subprocess.CompletedProcess:
 
 
 def test_first_run_creates_an_admin_and_a_demo_key_that_the_demo_model_answers(gateway):
+    credentials = Path(settings.DATA_DIR) / "first-run-credentials.txt"
+    credentials.unlink(missing_ok=True)
     first = bootstrap()
     assert first.returncode == 0, first.stderr
-    secret = re.search(r"API key:\s+(gg-\S+)", first.stdout).group(1)
-    password = re.search(r"password: (\S+)", first.stdout).group(1)
+    # Never into stdout, the log stream: to the terminal, or (with none, as here) a file only its owner reads.
+    assert "gg-" not in first.stdout and "password" not in first.stdout
+    assert str(credentials) in first.stderr and "gg-" not in first.stderr
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    banner = credentials.read_text()
+    secret = re.search(r"API key:\s+(gg-\S+)", banner).group(1)
+    password = re.search(r"password: (\S+)", banner).group(1)
     assert get_user_model().objects.get(username="admin").check_password(password)
 
     for model in ("greengate-demo", "gpt-4o-mini"):
@@ -49,9 +58,10 @@ def test_first_run_creates_an_admin_and_a_demo_key_that_the_demo_model_answers(g
         assert "GreenGate's demo provider" in body["choices"][0]["message"]["content"]
         assert body["usage"]["completion_tokens"] > 0
 
+    credentials.unlink()
     again = bootstrap()
     assert again.returncode == 0
-    assert "API key" not in again.stdout  # credentials are printed once, on the first run only
+    assert not credentials.exists()  # credentials are given once, on the first run only
 
 
 def test_openai_settings_route_the_openai_models_upstream_and_switch_off_their_demo_answers(upstream):

@@ -158,3 +158,72 @@ def test_admin_pages_carry_a_request_id_too(gateway):
     assert response.status_code == 200
     assert len(response.headers["x-request-id"]) == 32
     assert response.headers["x-client-request-id"] == "admin-trace-1"
+
+
+def _entry(**fields) -> LedgerEntry:
+    return LedgerEntry(
+        request_id=fields.pop("request_id", uuid.uuid4().hex),
+        created_at=datetime.now(UTC),
+        status_code=200,
+        latency_ms=5,
+        **fields,
+    )
+
+
+def test_one_refused_row_never_costs_its_batch_neighbours():
+    """The database refuses one row (a tenant that does not exist); the 49 others of its batch are written."""
+    good = [_entry() for _ in range(49)]
+    bad = _entry(tenant_id=987_654_321)
+
+    async def write() -> None:
+        writer = LedgerWriter()
+        for entry in [*good[:20], bad, *good[20:]]:
+            writer.record(entry)
+        await writer.close()
+
+    asyncio.run(write())
+    assert LedgerEntry.objects.filter(request_id__in=[e.request_id for e in good]).count() == 49
+    assert not LedgerEntry.objects.filter(request_id=bad.request_id).exists()
+
+
+def test_text_the_database_cannot_store_is_made_storable_not_dropped():
+    entry = _entry(model="gpt\x00x\ud800" + "m" * 500, error_code="e\x00")
+
+    async def write() -> None:
+        writer = LedgerWriter()
+        writer.record(entry)
+        await writer.close()
+
+    asyncio.run(write())
+    stored = LedgerEntry.objects.get(request_id=entry.request_id)
+    assert stored.model.startswith("gpt\ufffdx") and len(stored.model) == 200
+    assert "\x00" not in stored.error_code
+
+
+def test_the_ledger_writers_log_lines_never_carry_a_requests_id():
+    """Its flusher task outlives the request that started it, so it must not log as that request."""
+    import logging
+
+    from greengate_site.request_context import request_id_var
+
+    seen: list[str | None] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(request_id_var.get())
+
+    handler = Capture()
+    logging.getLogger("ledger.writer").addHandler(handler)
+    try:
+
+        async def write() -> None:
+            writer = LedgerWriter()
+            token = request_id_var.set("first-request-ever")
+            writer.record(_entry(tenant_id=987_654_321))  # refused: the writer logs it
+            request_id_var.reset(token)
+            await writer.close()
+
+        asyncio.run(write())
+    finally:
+        logging.getLogger("ledger.writer").removeHandler(handler)
+    assert seen and all(request_id is None for request_id in seen)

@@ -228,17 +228,17 @@ def test_client_disconnect_mid_stream(up: MockUpstream) -> None:
     url = chat_url(up, chunk_delay=0.1, words=50)
     with httpx.Client() as http, http.stream("POST", url, json=body) as r:
         next(r.iter_raw())  # then hang up mid-stream
-    gone = up.wait_for("client_disconnected", timeout=2)
-    assert gone["t"] - up.wait_for("first_byte")["t"] < 1.0
+    gone = up.wait_for("client_disconnected", timeout=10)
+    # The whole stream would take 5 s: the hang-up was seen long before it could have ended.
+    assert gone["t"] - up.wait_for("first_byte")["t"] < 4.0
     assert "done" not in [e["kind"] for e in up.events]
 
 
 def test_client_disconnect_during_latency(up: MockUpstream) -> None:
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(chat_url(up, latency=3), json={"messages": HELLO}, timeout=0.2)
-    gone = up.wait_for("client_disconnected", timeout=2)
-    assert gone["t"] - up.wait_for("request")["t"] < 1.0
-    assert "first_byte" not in [e["kind"] for e in up.events]
+    up.wait_for("client_disconnected", timeout=10)
+    assert "first_byte" not in [e["kind"] for e in up.events]  # seen during the 3 s wait, before any reply
 
 
 def test_malformed(up: MockUpstream) -> None:
@@ -273,7 +273,7 @@ def test_many_concurrent_connections(up: MockUpstream) -> None:
 
     start = time.monotonic()
     assert asyncio.run(run()) == [200] * 300
-    assert time.monotonic() - start < 3  # served concurrently, not one by one
+    assert time.monotonic() - start < 30  # served concurrently: one by one would take 150 s
     assert len(up.requests) == 300
     assert sum(e["kind"] == "done" for e in up.events) == 300
 

@@ -89,6 +89,7 @@ _REQUEST_LINE_PREFIX = re.compile(
     rb"(?:\r\n)?[!#$%&'*+\-.^_`|~0-9A-Za-z]*(?: [\x21-\xff]*(?: (?:H(?:T(?:T(?:P(?:/(?:1(?:\.[01]?)?)?)?)?)?)?)?)?)?\r?"
 )
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_X_REQUEST_ID = re.compile(rb"\r\nx-request-id:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,7 @@ class GuardedChannel(http.HTTPChannel):
             return
         self.refused = True
         self._set_deadline(None)
-        request = self.requests[-1] if self.requests else None
-        supplied = request.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0] if request else b""
-        request_id = choose_request_id(supplied.decode("latin-1"))
+        request_id = choose_request_id(self._supplied_request_id())
         # Set by Twisted once the request line parsed, until the request is complete.
         raw_path: bytes | None = getattr(self, "_path", None)
         path = raw_path.decode("ascii", "replace").split("?", 1)[0] if raw_path is not None else None
@@ -267,6 +266,14 @@ class GuardedChannel(http.HTTPChannel):
             self.factory.report_refused(request_id, path, status, code)
         self.transport.write(error_response(status, code, message, request_id))
         self._close()
+
+    def _supplied_request_id(self) -> str:
+        request = self.requests[-1] if self.requests else None
+        if request is not None and request.requestHeaders.hasHeader(b"x-request-id"):
+            return request.requestHeaders.getRawHeaders(b"x-request-id")[0].decode("latin-1")
+        # Twisted parses a header line only once the next one starts: look at the raw head.
+        found = _X_REQUEST_ID.search(self._head)
+        return found.group(1).decode("latin-1") if found else ""
 
     def _close(self) -> None:
         self.persistent = False

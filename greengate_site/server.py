@@ -359,7 +359,8 @@ class GuardedRequest(WebRequest):
             code, kind = "internal_error", "server_error"
         else:
             code, kind = "invalid_request", "invalid_request_error"
-            path = self.path.decode("ascii", "replace").split("?", 1)[0]
+            # The URI, not self.path: daphne resets the path to "/" before refusing a bad one.
+            path = self.uri.decode("ascii", "replace").split("?", 1)[0]
             logger.warning("Refused %s from %s with %d: %s", path, self.client_addr, status, message)
             self.channel.factory.report_refused(request_id, path, status, code)
         payload = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()

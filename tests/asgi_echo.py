@@ -6,6 +6,7 @@
   ``cancelled <path>`` to the file named by ``ECHO_EVENTS_FILE`` (the process is gone
   by the time a shutdown test looks).
 - ``GET /stream?n=N&every=S`` streams N chunks, one every S seconds.
+- ``GET /crash`` raises, as an app with a bug would.
 - ``GET /refused`` lists what the server reported through the ``on_refused`` hook.
 - ``on_shutdown`` appends ``shutdown`` to ``ECHO_EVENTS_FILE``.
 """
@@ -49,6 +50,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if not message.get("more_body", False):
             break
     query = {name: values[0] for name, values in parse_qs(scope["query_string"].decode()).items()}
+    if path == "/crash":
+        raise RuntimeError("the echo app crashed on purpose")
     if path == "/sleep":
         try:
             await asyncio.sleep(float(query.get("s", "1")))

@@ -115,6 +115,11 @@ def error_response(
     return head.encode("ascii") + body
 
 
+def _peer(channel: http.HTTPChannel) -> str:
+    peer = channel.transport.getPeer() if channel.transport is not None else None
+    return str(getattr(peer, "host", peer))
+
+
 class GuardedChannel(http.HTTPChannel):
     """Twisted's HTTP/1.1 connection with request deadlines, early refusals and JSON errors.
 
@@ -259,9 +264,7 @@ class GuardedChannel(http.HTTPChannel):
         # Set by Twisted once the request line parsed, until the request is complete.
         raw_path: bytes | None = getattr(self, "_path", None)
         path = raw_path.decode("ascii", "replace").split("?", 1)[0] if raw_path is not None else None
-        logger.warning(
-            "Refused %s from %s with %d %s: %s", path or "a request", self.transport.getPeer(), status, code, message
-        )
+        logger.warning("Refused %s from %s with %d %s: %s", path or "a request", _peer(self), status, code, message)
         if path is not None:
             self.factory.report_refused(request_id, path, status, code)
         self.transport.write(error_response(status, code, message, request_id))
@@ -352,16 +355,24 @@ class GuardedRequest(WebRequest):
             # Part of a response is out: only a cut connection tells the client it is incomplete.
             self.channel.loseConnection()
             return
-        supplied = self.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
-        request_id = choose_request_id(supplied.decode("latin-1"))
         message = body if body.endswith(".") else body + "."
         if status >= 500:
-            code, kind = "internal_error", "server_error"
+            self.answer_error(status, "internal_error", message, kind="server_error")
         else:
-            code, kind = "invalid_request", "invalid_request_error"
+            self.answer_error(status, "invalid_request", message, report=True)
+
+    def answer_error(
+        self, status: int, code: str, message: str, *, kind: str = "invalid_request_error", report: bool = False
+    ) -> None:
+        """Answer with an OpenAI-shaped error and close the connection after it."""
+        if self.finished or self.channel is None or self._response_started:
+            return
+        supplied = self.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
+        request_id = choose_request_id(supplied.decode("latin-1"))
+        if report:
             # The URI, not self.path: daphne resets the path to "/" before refusing a bad one.
             path = self.uri.decode("ascii", "replace").split("?", 1)[0]
-            logger.warning("Refused %s from %s with %d: %s", path, self.client_addr, status, message)
+            logger.warning("Refused %s from %s with %d: %s", path, _peer(self.channel), status, message)
             self.channel.factory.report_refused(request_id, path, status, code)
         payload = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
         self.channel.persistent = False
@@ -457,8 +468,20 @@ class GuardedServer(daphne.server.Server):
                 break
             if loop.time() >= deadline:
                 logger.warning("Shutdown grace of %gs over: cancelling %d requests", self.shutdown_grace, len(running))
-                for instance in running:
+                for request, details in list(self.connections.items()):
+                    instance = details.get("application_instance")
+                    if instance is None or instance.done():
+                        continue
                     instance.cancel()
+                    if not isinstance(request, GuardedRequest):
+                        continue
+                    # Clients (the OpenAI SDK among them) retry a 503, e.g. on another instance.
+                    request.answer_error(
+                        503,
+                        "server_shutting_down",
+                        "The server is shutting down; retry the request.",
+                        kind="server_error",
+                    )
                 await asyncio.wait(running, timeout=CANCEL_WAIT_SECONDS)
                 break
             await asyncio.sleep(0.05)

@@ -131,3 +131,20 @@ def test_long_streamed_response_is_not_cut(server: Server) -> None:
         assert b"chunk %d\n" % index in raw
     # The chunked framing ended properly: the whole stream arrived.
     assert raw.endswith(b"0\r\n\r\n")
+
+
+def test_pipelined_requests_in_one_write_are_all_answered(server: Server) -> None:
+    # The head screening must look at each request's head only: a body may hold bare LFs.
+    body = b"a\nb\nc"
+    pipelined = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+        + body
+        + b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+        + b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    with server.connect() as sock:
+        sock.sendall(pipelined)
+        raw = _read_until_closed(sock)
+    assert raw.count(b"HTTP/1.1 200 OK") == 3
+    assert b'{"length": 5, "method": "POST"}' in raw
+    assert raw.count(b'{"length": 0, "method": "GET"}') == 2

@@ -61,7 +61,7 @@ from greengate_site.env import (
     parse_int,
     shutdown_grace_seconds,
 )
-from greengate_site.request_context import choose_request_id
+from greengate_site.request_context import choose_request_id, request_id_var
 
 # Named explicitly: under `python -m` __name__ would be "__main__".
 logger = logging.getLogger("greengate_site.server")
@@ -264,9 +264,7 @@ class GuardedChannel(http.HTTPChannel):
         # Set by Twisted once the request line parsed, until the request is complete.
         raw_path: bytes | None = getattr(self, "_path", None)
         path = raw_path.decode("ascii", "replace").split("?", 1)[0] if raw_path is not None else None
-        logger.warning("Refused %s from %s with %d %s: %s", path or "a request", _peer(self), status, code, message)
-        if path is not None:
-            self.factory.report_refused(request_id, path, status, code)
+        self.factory.report_refused(request_id, path, status, code, message, _peer(self))
         self.transport.write(error_response(status, code, message, request_id))
         self._close()
 
@@ -372,8 +370,7 @@ class GuardedRequest(WebRequest):
         if report:
             # The URI, not self.path: daphne resets the path to "/" before refusing a bad one.
             path = self.uri.decode("ascii", "replace").split("?", 1)[0]
-            logger.warning("Refused %s from %s with %d: %s", path, _peer(self.channel), status, message)
-            self.channel.factory.report_refused(request_id, path, status, code)
+            self.channel.factory.report_refused(request_id, path, status, code, message, _peer(self.channel))
         payload = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
         self.channel.persistent = False
         self.handle_reply(
@@ -411,13 +408,21 @@ class GuardedHTTPFactory(HTTPFactory):
         protocol.requestFactory = GuardedRequest
         return protocol
 
-    def report_refused(self, request_id: str, path: str, status: int, code: str) -> None:
-        if self.on_refused is None:
-            return
+    def report_refused(
+        self, request_id: str, path: str | None, status: int, code: str, message: str, peer: str
+    ) -> None:
+        """Log a refusal and, once a request line was read (``path``), tell the app through its hook."""
+        # The request id on the log line and on whatever the hook logs, as for any request.
+        token = request_id_var.set(request_id)
         try:
-            self.on_refused(request_id, path, status, code)
-        except Exception:  # noqa: BLE001 - the refusal must go out whatever the hook does
-            logger.exception("the app's on_refused hook failed")
+            logger.warning("Refused %s from %s with %d %s: %s", path or "a request", peer, status, code, message)
+            if path is not None and self.on_refused is not None:
+                try:
+                    self.on_refused(request_id, path, status, code)
+                except Exception:  # noqa: BLE001 - the refusal must go out whatever the hook does
+                    logger.exception("the app's on_refused hook failed")
+        finally:
+            request_id_var.reset(token)
 
 
 class GuardedServer(daphne.server.Server):

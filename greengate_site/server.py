@@ -169,11 +169,16 @@ class GuardedChannel(http.HTTPChannel):
             delay = seconds_from_start if from_now else max(self._started + seconds_from_start - now, 0.0)
             self._deadline = self.callLater(delay, self._deadline_passed)
 
+    @property
+    def between_requests(self) -> bool:
+        """Kept alive after a request, or new and silent: nothing is owed to anyone."""
+        return self.phase == "idle" or (self.phase == "head" and not self._head)
+
     def _deadline_passed(self) -> None:
         self._deadline = None
-        if self.phase == "idle" or (self.phase == "head" and not self._head):
+        if self.between_requests:
             # Nothing of a request has arrived: there is no one to answer, just let go.
-            self._close()
+            self.close()
         elif self.phase in ("head", "body"):
             limit = self.factory.limits.header_timeout if self.phase == "head" else self.factory.limits.body_timeout
             part = "headers" if self.phase == "head" else "body"
@@ -266,7 +271,7 @@ class GuardedChannel(http.HTTPChannel):
         path = raw_path.decode("ascii", "replace").split("?", 1)[0] if raw_path is not None else None
         self.factory.report_refused(request_id, path, status, code, message, _peer(self))
         self.transport.write(error_response(status, code, message, request_id))
-        self._close()
+        self.close()
 
     def _supplied_request_id(self) -> str:
         request = self.requests[-1] if self.requests else None
@@ -276,7 +281,7 @@ class GuardedChannel(http.HTTPChannel):
         found = _X_REQUEST_ID.search(self._head)
         return found.group(1).decode("latin-1") if found else ""
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self.persistent = False
         self.refused = True
         self._set_deadline(None)
@@ -332,17 +337,18 @@ class GuardedRequest(WebRequest):
     def process(self) -> Any:
         # A dot segment can only be an attempt to climb out of a directory (clients remove
         # them, RFC 3986 5.2.4); Django's static handler would answer it with a 500.
-        segments = unquote(self.path.decode("latin-1").split("?", 1)[0]).split("/")
+        segments = unquote(self.path.decode("latin-1")).split("/")
         if ".." in segments or "." in segments:
-            self.request_start = self.channel.factory.reactor.seconds()
             self.basic_error(400, b"Bad Request", "The request path must not contain '.' or '..' segments.")
             return None
         return super().process()
 
     def handle_reply(self, message: dict[str, Any]) -> None:
         if message.get("type") == "http.response.start" and self.channel is not None and self.channel.factory.draining:
-            # Tell the client this connection ends with the response (we are shutting down).
-            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"connection" for name, _ in headers):
+                # Tell the client this connection ends with the response: we are shutting down.
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
         super().handle_reply(message)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
@@ -464,35 +470,23 @@ class GuardedServer(daphne.server.Server):
         deadline = loop.time() + self.shutdown_grace
         while True:
             for channel in list(factory.channels):
-                # Kept-alive or silent connections have no request to finish.
-                if channel.phase == "idle" or (channel.phase == "head" and not channel._head):
-                    channel._close()
+                if channel.between_requests:
+                    channel.close()
             running = self._running_applications()
             receiving = [c for c in factory.channels if c.phase in ("head", "body")]
             if not running and not receiving:
                 break
             if loop.time() >= deadline:
                 logger.warning("Shutdown grace of %gs over: cancelling %d requests", self.shutdown_grace, len(running))
-                for request, details in list(self.connections.items()):
-                    instance = details.get("application_instance")
-                    if instance is None or instance.done():
-                        continue
-                    instance.cancel()
-                    if not isinstance(request, GuardedRequest):
-                        continue
-                    # Clients (the OpenAI SDK among them) retry a 503, e.g. on another instance.
-                    request.answer_error(
-                        503,
-                        "server_shutting_down",
-                        "The server is shutting down; retry the request.",
-                        kind="server_error",
-                    )
-                await asyncio.wait(running, timeout=CANCEL_WAIT_SECONDS)
+                self._cancel_applications()
+                if running:
+                    await asyncio.wait(running, timeout=CANCEL_WAIT_SECONDS)
                 break
             await asyncio.sleep(0.05)
-        # Closing lets Twisted flush each connection's last response before the reactor stops.
+        # Closing lets Twisted flush each connection's last response before the reactor stops
+        # (it drops whatever is still unwritten when it does).
         for channel in list(factory.channels):
-            channel._close()
+            channel.close()
         flush_deadline = loop.time() + CANCEL_WAIT_SECONDS
         while factory.channels and loop.time() < flush_deadline:
             await asyncio.sleep(0.05)
@@ -501,6 +495,18 @@ class GuardedServer(daphne.server.Server):
                 await self.on_shutdown()
             except Exception:  # noqa: BLE001 - the process is exiting either way
                 logger.exception("the app's on_shutdown hook failed")
+
+    def _cancel_applications(self) -> None:
+        for request, details in list(self.connections.items()):
+            instance = details.get("application_instance")
+            if instance is None or instance.done():
+                continue
+            instance.cancel()
+            if isinstance(request, GuardedRequest):
+                # Clients (the OpenAI SDK among them) retry a 503, e.g. on another instance.
+                request.answer_error(
+                    503, "server_shutting_down", "The server is shutting down; retry the request.", kind="server_error"
+                )
 
     def _running_applications(self) -> list[asyncio.Future[Any]]:
         instances = (details.get("application_instance") for details in list(self.connections.values()))

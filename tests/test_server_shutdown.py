@@ -111,3 +111,16 @@ def test_requests_still_running_after_the_grace_are_cancelled_and_reported(tmp_p
         assert results == [503]
     # The app recorded the cancellation before its on_shutdown ran.
     assert events.read_text().splitlines() == ["cancelled /sleep", "shutdown"]
+
+
+def test_half_sent_request_is_dropped_after_the_grace_and_shutdown_still_completes(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    env = {"SHUTDOWN_GRACE_SECONDS": "1", "HEADER_TIMEOUT_SECONDS": "300", "ECHO_EVENTS_FILE": str(events)}
+    with run_server(tmp_path, **env) as server, server.connect() as sock:
+        # A request that has begun but will never be complete: no app is running for it.
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.5)
+        server.proc.terminate()
+        assert server.proc.wait(timeout=30) == 0
+        assert sock.recv(65536) == b""
+    assert events.read_text().splitlines() == ["shutdown"]

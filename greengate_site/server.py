@@ -239,6 +239,18 @@ class GuardedChannel(http.HTTPChannel):
             self._set_deadline(self.factory.limits.keepalive_timeout, from_now=True)
         super().requestDone(request)
 
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        # int() refuses over 4,300 digits, leading zeros included, with a ValueError Twisted
+        # does not catch (the connection just dropped). Without its zeros, a length of more
+        # than 18 digits is over any body limit.
+        if header == b"Content-Length" and data.isdigit():
+            significant = data.lstrip(b"0") or b"0"
+            if len(significant) > 18:
+                self.requests[-1].refuse_too_large()
+                return False
+            data = significant
+        return bool(super()._maybeChooseTransferDecoder(header, data))
+
     # -- refusing ---------------------------------------------------------------------
 
     def _respondToBadRequestAndDisconnect(self) -> None:
@@ -308,7 +320,7 @@ class GuardedRequest(WebRequest):
             # Expect: 100-continue is looked at right after this returns; the client
             # must get the 413 instead of an invitation to upload.
             self.requestHeaders.removeHeader(b"Expect")
-            self._refuse_too_large()
+            self.refuse_too_large()
             return
         super().gotLength(length)
 
@@ -318,7 +330,7 @@ class GuardedRequest(WebRequest):
             return
         self.body_bytes_received += len(data)
         if self.body_bytes_received > self.max_body_bytes:
-            self._refuse_too_large()
+            self.refuse_too_large()
             return
         super().handleContentChunk(data)
 
@@ -329,7 +341,7 @@ class GuardedRequest(WebRequest):
             return
         super().requestReceived(command, path, version)
 
-    def _refuse_too_large(self) -> None:
+    def refuse_too_large(self) -> None:
         self.channel.refuse(
             413, "request_too_large", f"Request body is larger than the limit of {self.max_body_bytes} bytes."
         )

@@ -204,6 +204,22 @@ def test_huge_content_length_refused_after_headers_only(server: Server) -> None:
     assert server.handled() == before
 
 
+@pytest.mark.parametrize("digits", [19, 5000])
+def test_content_length_too_long_to_parse_gets_413(server: Server, digits: int) -> None:
+    # Python's int() refuses over 4,300 digits; that used to drop the connection unanswered.
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: " + "9" * digits))
+        _assert_too_large(_read_until_closed(sock))
+
+
+def test_content_length_with_leading_zeros_is_just_a_length(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: " + "0" * 5000 + "2", "Connection: close") + b"ok")
+        status, _, body = _parse(_read_until_closed(sock))
+    assert status == 200
+    assert json.loads(body) == {"length": 2, "method": "POST"}
+
+
 def test_expect_continue_gets_413_not_100(server: Server) -> None:
     with server.connect() as sock:
         sock.sendall(_request_head("Content-Length: 10000000", "Expect: 100-continue"))

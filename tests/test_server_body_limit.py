@@ -4,7 +4,9 @@ The server runs in a subprocess (Twisted's reactor cannot be restarted, and a
 subprocess is what production runs), serving tests.asgi_echo with a 1000-byte
 limit. Raw sockets are used where the test must control exactly which bytes are
 sent, e.g. to show a 413 arrives when only the headers have been sent.
-"""
+
+``run_server`` and the socket helpers here are shared by the other
+``test_server_*`` modules."""
 
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits(tmp_path: Path) -> Non
     events = tmp_path / "events"
     with run_server(tmp_path, ECHO_EVENTS_FILE=str(events)) as server:
         before = server.handled()
-        threads, results = _send_sleeps(server, 1.0, IN_FLIGHT)
+        # 2 s rather than 1: on a loaded box, starting ten clients can take a good part of a second.
+        threads, results = _send_sleeps(server, 2.0, IN_FLIGHT)
         # SIGTERM only once every request has reached the app.
         _wait_until(lambda: server.handled() - before == IN_FLIGHT)
         server.proc.terminate()
@@ -65,7 +66,8 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits(tmp_path: Path) -> Non
 def test_new_connections_are_refused_while_draining(tmp_path: Path) -> None:
     with run_server(tmp_path) as server:
         before = server.handled()
-        threads, results = _send_sleeps(server, 4.0, 1)
+        # Long enough that the listener is seen closed while the request still runs, even on a loaded box.
+        threads, results = _send_sleeps(server, 6.0, 1)
         _wait_until(lambda: server.handled() - before == 1)
         server.proc.terminate()
 

@@ -11,7 +11,8 @@ What this adds to stock daphne, and why:
   idle keep-alive connection is closed. Responses have no deadline: streams may run long.
 - **JSON refusals.** Twisted answers bad requests with an empty 400 and daphne with an
   HTML page; every refusal made here is an OpenAI-shaped JSON error with an X-Request-ID.
-  Bytes that cannot be HTTP/1.x (TLS on the plain port, bare-LF lines) are refused at once.
+  Bytes that cannot be HTTP/1.x (TLS on the plain port, bare-LF lines) are refused at once,
+  and so are paths with ``.``/``..`` segments (Django's static handler answers those with a 500).
 - **Graceful drain.** On SIGTERM daphne cancels every request at once. Here the server
   stops listening, closes idle connections, lets in-flight requests finish within
   ``SHUTDOWN_GRACE_SECONDS``, and only then cancels the rest.
@@ -100,11 +101,14 @@ class Limits:
     keepalive_timeout: float
 
 
-def error_response(
-    status: int, code: str, message: str, request_id: str, *, type: str = "invalid_request_error"
-) -> bytes:
+def error_body(code: str, message: str, kind: str = "invalid_request_error") -> bytes:
+    """OpenAI's error shape."""
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+
+
+def error_response(status: int, code: str, message: str, request_id: str) -> bytes:
     """A complete HTTP/1.1 response carrying an OpenAI-shaped error, for a connection about to close."""
-    body = json.dumps({"error": {"message": message, "type": type, "param": None, "code": code}}).encode()
+    body = error_body(code, message)
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         "Content-Type: application/json\r\n"
@@ -389,7 +393,7 @@ class GuardedRequest(WebRequest):
             # The URI, not self.path: daphne resets the path to "/" before refusing a bad one.
             path = self.uri.decode("ascii", "replace").split("?", 1)[0]
             self.channel.factory.report_refused(request_id, path, status, code, message, _peer(self.channel))
-        payload = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+        payload = error_body(code, message, kind)
         self.channel.persistent = False
         self.handle_reply(
             {

@@ -75,7 +75,7 @@ def body_timeout_seconds() -> float:
 
 
 def keepalive_timeout_seconds() -> float:
-    # Longer than the 60 s idle timeout of common load balancers (AWS ALB, GCP), so the balancer,
+    # Longer than a load balancer's idle timeout (60 s by default on AWS ALB), so the balancer,
     # not GreenGate, closes an idle pooled connection and never reuses one GreenGate just closed.
     return env_seconds("KEEPALIVE_TIMEOUT_SECONDS", 75.0, minimum=0.1)
 

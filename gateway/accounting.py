@@ -110,9 +110,9 @@ def _log(call: Call, entry: LedgerEntry) -> None:
     )
 
 
-def account_refused(request_id: str, path: str, status: int, code: str) -> None:
+def account_refused(request_id: str, path: str, status: int, code: str, *, client_request_id: str = "") -> None:
     """A completion the server refused before GreenGate read it (too large, too slow) still gets its row."""
-    if path.rstrip("/").endswith("/v1/chat/completions"):
-        call = Call(request_id=request_id)
+    if path == "/v1/chat/completions":
+        call = Call(request_id=request_id, client_request_id=client_request_id)
         call.fail(status, code)
         account(call)

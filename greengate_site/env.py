@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from urllib.parse import urlparse
 
@@ -26,6 +27,11 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     value = _raw(name)
     if value is None:
         return default
+    return parse_int(name, value, minimum=minimum, maximum=maximum)
+
+
+def parse_int(name: str, value: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as a whole number within bounds; ``name`` says where it came from (e.g. a flag)."""
     try:
         number = int(value)
     except ValueError:
@@ -48,6 +54,34 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     if minimum is not None and number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {number}")
     return number
+
+
+def env_seconds(name: str, default: float, *, minimum: float, maximum: float = 86_400.0) -> float:
+    """A duration; unlike env_float, "nan" and "inf" are refused (a NaN deadline never fires)."""
+    seconds = env_float(name, default, minimum=minimum)
+    if not math.isfinite(seconds) or seconds > maximum:
+        raise ConfigError(f"{name} must be a number of seconds between {minimum:g} and {maximum:g}, got {seconds}")
+    return seconds
+
+
+# Serving deadlines. settings.py and greengate_site.server both read them through these, so
+# each default lives once and a non-Django app run by the server (the tests) gets the same checks.
+def header_timeout_seconds() -> float:
+    return env_seconds("HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+
+
+def body_timeout_seconds() -> float:
+    return env_seconds("BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+
+
+def keepalive_timeout_seconds() -> float:
+    # Longer than a load balancer's idle timeout (60 s by default on AWS ALB), so the balancer,
+    # not GreenGate, closes an idle pooled connection and never reuses one GreenGate just closed.
+    return env_seconds("KEEPALIVE_TIMEOUT_SECONDS", 75.0, minimum=0.1)
+
+
+def shutdown_grace_seconds() -> float:
+    return env_seconds("SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0.0)
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -10,6 +10,7 @@ from pathlib import Path
 from greengate_site.database import database_from_url, embedded_database
 from greengate_site.env import (
     ConfigError,
+    body_timeout_seconds,
     env_bool,
     env_choice,
     env_float,
@@ -17,6 +18,9 @@ from greengate_site.env import (
     env_list,
     env_str,
     env_url,
+    header_timeout_seconds,
+    keepalive_timeout_seconds,
+    shutdown_grace_seconds,
 )
 from providers.env_config import provider_configs
 
@@ -51,6 +55,11 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error"
 # Request limits: a body over MAX_REQUEST_BYTES is refused before it is read (see server.py).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES  # Django's own cap must not undercut ours
+# Deadlines the server enforces (see server.py); read here too so a bad value stops every entry point.
+HEADER_TIMEOUT_SECONDS = header_timeout_seconds()
+BODY_TIMEOUT_SECONDS = body_timeout_seconds()
+KEEPALIVE_TIMEOUT_SECONDS = keepalive_timeout_seconds()
+SHUTDOWN_GRACE_SECONDS = shutdown_grace_seconds()
 MAX_COMPLETION_TOKENS = env_int("MAX_COMPLETION_TOKENS", 131_072, minimum=1)
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 

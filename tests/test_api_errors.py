@@ -153,7 +153,7 @@ def test_upstream_rejecting_the_request_is_a_400_with_its_reason(gateway, api_ke
 def test_upstream_refusing_the_provider_key_does_not_leak_its_words(gateway, api_key, route):
     route("gpt-test", require_key="sk-something-else")
     response = post(gateway, api_key)
-    error = assert_openai_error(response, 502, "upstream_auth_failed")
+    assert_openai_error(response, 502, "upstream_auth_failed")
     # The mock's 401 quotes "sk-upstr************test", as OpenAI's does: none of it may reach the client.
     assert "sk-upstr" not in response.text and "****" not in response.text and "test." not in response.text
 

@@ -4,10 +4,13 @@ The server runs in a subprocess (Twisted's reactor cannot be restarted, and a
 subprocess is what production runs), serving tests.asgi_echo with a 1000-byte
 limit. Raw sockets are used where the test must control exactly which bytes are
 sent, e.g. to show a 413 arrives when only the headers have been sent.
-"""
+
+``run_server`` and the socket helpers here are shared by the other
+``test_server_*`` modules."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -23,7 +26,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 1000
-READ_TIMEOUT = 5.0
+# Generous: the CI machine is a loaded 2-core box. Nothing here asserts how fast a reply is.
+READ_TIMEOUT = 10.0
+# The server's own settings, cleared so the machine's environment cannot change what is tested.
+SERVER_VARIABLES = (
+    "HOST",
+    "PORT",
+    "MAX_REQUEST_BYTES",
+    "HEADER_TIMEOUT_SECONDS",
+    "BODY_TIMEOUT_SECONDS",
+    "KEEPALIVE_TIMEOUT_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "ECHO_EVENTS_FILE",
+)
 
 
 def _free_port() -> int:
@@ -32,11 +47,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _server_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in ("HOST", "PORT", "MAX_REQUEST_BYTES"):
-        env.pop(name, None)
-    return env
+def _server_env(**extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in SERVER_VARIABLES}
+    return {**env, **extra}
 
 
 def _command(*args: str) -> list[str]:
@@ -44,9 +57,10 @@ def _command(*args: str) -> list[str]:
 
 
 class Server:
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(self, port: int, log: Path, proc: subprocess.Popen[bytes]) -> None:
         self.port = port
         self.log = log
+        self.proc = proc
         self.url = f"http://127.0.0.1:{port}"
 
     def connect(self) -> socket.socket:
@@ -58,46 +72,51 @@ class Server:
         """How many requests the echo app has served (excluding /count)."""
         return int(httpx.get(f"{self.url}/count", timeout=READ_TIMEOUT).json()["handled"])
 
+    def refused(self) -> list[dict[str, Any]]:
+        """What the server reported to the echo app's on_refused hook."""
+        return list(httpx.get(f"{self.url}/refused", timeout=READ_TIMEOUT).json()["refused"])
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+
+@contextlib.contextmanager
+def run_server(log_dir: Path, *args: str, app: str = "tests.asgi_echo:app", **env: str) -> Iterator[Server]:
+    """The server in a subprocess (Twisted's reactor cannot be restarted), stopped afterwards."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = log_dir / f"server-{port}.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
-            _command(
-                "--app",
-                "tests.asgi_echo:app",
-                "--port",
-                str(port),
-                "--max-body-bytes",
-                str(LIMIT),
-            ),
+            _command("--app", app, "--port", str(port), *args),
             cwd=ROOT,
-            env=_server_env(),
+            env=_server_env(**env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"server exited early ({proc.returncode}):\n{log.read_text()}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     pytest.fail(f"server did not listen on {port}:\n{log.read_text()}")
                 time.sleep(0.1)
-        yield Server(port, log)
+        yield Server(port, log, proc)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(tmp_path_factory.mktemp("server"), "--max-body-bytes", str(LIMIT)) as running:
+        yield running
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
@@ -187,6 +206,22 @@ def test_huge_content_length_refused_after_headers_only(server: Server) -> None:
     assert server.handled() == before
 
 
+@pytest.mark.parametrize("digits", [19, 5000])
+def test_content_length_too_long_to_parse_gets_413(server: Server, digits: int) -> None:
+    # Python's int() refuses over 4,300 digits; that used to drop the connection unanswered.
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: " + "9" * digits))
+        _assert_too_large(_read_until_closed(sock))
+
+
+def test_content_length_with_leading_zeros_is_just_a_length(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: " + "0" * 5000 + "2", "Connection: close") + b"ok")
+        status, _, body = _parse(_read_until_closed(sock))
+    assert status == 200
+    assert json.loads(body) == {"length": 2, "method": "POST"}
+
+
 def test_expect_continue_gets_413_not_100(server: Server) -> None:
     with server.connect() as sock:
         sock.sendall(_request_head("Content-Length: 10000000", "Expect: 100-continue"))
@@ -242,6 +277,33 @@ def test_complete_oversized_chunked_body_in_one_write_is_refused(
     assert httpx.get(f"{server.url}/echo", timeout=READ_TIMEOUT).status_code == 200
 
 
+def test_refused_request_is_reported_to_the_app_with_its_id(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(_request_head("Content-Length: 10000000", "X-Request-ID: big-one-1"))
+        raw = _read_until_closed(sock)
+    _assert_too_large(raw)
+    headers = _parse(raw)[1]
+    assert headers["x-client-request-id"] == "big-one-1"
+    assert {
+        "request_id": headers["x-request-id"],
+        "client_request_id": "big-one-1",
+        "path": "/v1/chat/completions",
+        "status": 413,
+        "code": "request_too_large",
+    } in server.refused()
+
+
+def test_app_without_hooks_is_served_and_refused_alike(tmp_path: Path) -> None:
+    # An app that predates on_refused/on_shutdown (GreenGate's, until it grows them).
+    with run_server(tmp_path, "--max-body-bytes", str(LIMIT), app="tests.asgi_echo:bare_app") as bare:
+        assert httpx.post(f"{bare.url}/echo", content=b"hi", timeout=READ_TIMEOUT).json()["length"] == 2
+        with bare.connect() as sock:
+            sock.sendall(_request_head("Content-Length: 10000000"))
+            _assert_too_large(_read_until_closed(sock))
+        bare.proc.terminate()
+        assert bare.proc.wait(timeout=30) == 0
+
+
 @pytest.mark.parametrize(
     ("args", "env", "fragment"),
     [
@@ -262,6 +324,11 @@ def test_complete_oversized_chunked_body_in_one_write_is_refused(
             {},
             "--app must look like module.path:attribute",
         ),
+        ([], {"SHUTDOWN_GRACE_SECONDS": "soon"}, "SHUTDOWN_GRACE_SECONDS must be a number, got 'soon'"),
+        # A NaN deadline would never fire.
+        ([], {"HEADER_TIMEOUT_SECONDS": "nan"}, "HEADER_TIMEOUT_SECONDS must be a number of seconds between"),
+        ([], {"BODY_TIMEOUT_SECONDS": "0"}, "BODY_TIMEOUT_SECONDS must be at least 0.1"),
+        ([], {"KEEPALIVE_TIMEOUT_SECONDS": "inf"}, "KEEPALIVE_TIMEOUT_SECONDS must be a number of seconds between"),
     ],
 )
 def test_bad_configuration_exits_with_one_line(args: list[str], env: dict[str, str], fragment: str) -> None:

@@ -30,9 +30,11 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 
+# mypy imports the settings: a DATABASE_URL keeps it from starting the embedded PostgreSQL.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DATABASE_URL=postgresql://lint@127.0.0.1:1/lint $(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

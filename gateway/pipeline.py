@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from msgspec import UNSET
@@ -203,7 +203,9 @@ def _usage_chunk(call: Call, first: ChatChunk) -> ChatChunk:
     )
 
 
-async def _open_with_fallback(call: Call, targets: list[Target]) -> tuple[AsyncIterator[ChatChunk], ChatChunk, float]:
+async def _open_with_fallback(
+    call: Call, targets: list[Target]
+) -> tuple[AsyncGenerator[ChatChunk, None], ChatChunk, float]:
     """Fallback is possible only until the first chunk: after that the client has seen this deployment's words."""
     assert call.chat is not None
     loop = asyncio.get_running_loop()

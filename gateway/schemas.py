@@ -35,7 +35,8 @@ class TextPart(_Request, tag_field="type", tag="text"):
 
 class ImageURL(_Request):
     url: Annotated[str, Meta(min_length=1)]
-    detail: Literal["auto", "low", "high"] | None = None
+    # "auto", "low", "high", and whatever level providers add next ("original"): passed on as given.
+    detail: Annotated[str, Meta(min_length=1, max_length=32)] | None = None
 
 
 class ImagePart(_Request, tag_field="type", tag="image_url"):
@@ -262,8 +263,11 @@ class ChatRequest(_Request):
     safety_identifier: str | None = None
     functions: list[JSONObject] | None = None
     function_call: str | JSONObject | None = None
-    # Top-level fields GreenGate does not know, forwarded as they came (filled by the parser, never by JSON).
+    # Top-level fields GreenGate does not know (filled by the parser, never from the body's own keys).
     passthrough: JSONObject = {}
+    # The whole body as the client sent it, once validated: OpenAI-compatible upstreams get it as it came,
+    # nested fields GreenGate does not model included (filled by the parser).
+    raw: JSONObject = {}
 
     @property
     def wants_stream(self) -> bool:
@@ -286,7 +290,7 @@ class ChatRequest(_Request):
         return ""
 
 
-KNOWN_REQUEST_FIELDS = frozenset(ChatRequest.__struct_fields__) - {"passthrough"}
+KNOWN_REQUEST_FIELDS = frozenset(ChatRequest.__struct_fields__) - {"passthrough", "raw"}
 
 
 # --- Usage -----------------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ def parse_chat_request(body: bytes) -> ChatRequest:
     for name, value in data.items():
         (known if name in KNOWN_REQUEST_FIELDS else passthrough)[name] = value
     known["passthrough"] = passthrough
+    known["raw"] = data
     try:
         request = msgspec.convert(known, ChatRequest)
     except msgspec.ValidationError as exc:

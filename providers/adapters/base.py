@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +15,7 @@ class LLMProvider(Protocol):
 
     async def complete(self, request: ChatRequest, target: Target) -> ChatResponse: ...
 
-    def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[ChatChunk]: ...
+    def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]: ...
 
 
 @dataclass(frozen=True, slots=True)

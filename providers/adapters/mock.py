@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+
+from msgspec import UNSET
 
 from gateway.schemas import (
     ChatChunk,
@@ -59,20 +61,27 @@ class MockAdapter:
             usage=usage,
         )
 
-    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         pieces, finish, usage = _reply(request, target)
-        envelope = {"id": _completion_id(request), "created": int(time.time()), "model": target.upstream_model}
+        completion_id, created = _completion_id(request), int(time.time())
 
-        def chunk(delta: Delta, finish_reason: str | None = None) -> ChatChunk:
-            choice = ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
-            return ChatChunk(**envelope, choices=[choice], system_fingerprint=FINGERPRINT)
+        def chunk(delta: Delta, finish_reason: str | None = None, usage: Usage | None = None) -> ChatChunk:
+            choices = [] if usage else [ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)]
+            return ChatChunk(
+                id=completion_id,
+                created=created,
+                model=target.upstream_model,
+                choices=choices,
+                system_fingerprint=FINGERPRINT,
+                usage=usage if usage else UNSET,
+            )
 
         yield chunk(Delta(role="assistant", content=""))
         for piece in pieces:
             await asyncio.sleep(0)  # yield to the loop between chunks, like a network stream would
             yield chunk(Delta(content=piece))
         yield chunk(Delta(), finish)
-        yield ChatChunk(**envelope, choices=[], system_fingerprint=FINGERPRINT, usage=usage)
+        yield chunk(Delta(), usage=usage)
 
 
-SPEC = ProviderSpec(kind="mock", label="Demo (built-in, offline)", adapter=MockAdapter, builtin=True)
+SPEC: ProviderSpec = ProviderSpec(kind="mock", label="Demo (built-in, offline)", adapter=MockAdapter, builtin=True)

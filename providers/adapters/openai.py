@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -19,9 +19,8 @@ _error = msgspec.json.Decoder(ErrorBody)
 
 
 def request_body(request: ChatRequest, target: Target, *, stream: bool) -> bytes:
-    payload: dict[str, Any] = msgspec.to_builtins(request)
-    passthrough = payload.pop("passthrough", {})
-    payload = {**passthrough, **payload, "model": target.upstream_model}
+    # The client's own body (validated already), so fields GreenGate does not model reach the upstream intact.
+    payload: dict[str, Any] = {**request.raw, "model": target.upstream_model}
     if stream:
         # Always ask for usage so the ledger is exact; the pipeline hides it if the client did not ask.
         payload["stream"] = True
@@ -71,7 +70,7 @@ class OpenAIAdapter:
             choice.finish_reason = _finish(choice.finish_reason)
         return body
 
-    async def stream(self, request: ChatRequest, target: Target) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         http = client()
         try:
             async with http.stream(
@@ -116,7 +115,7 @@ class OpenAIAdapter:
         return chunk
 
 
-SPEC = ProviderSpec(
+SPEC: ProviderSpec = ProviderSpec(
     kind="openai",
     label="OpenAI (or any OpenAI-compatible server)",
     adapter=OpenAIAdapter,

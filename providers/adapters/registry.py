@@ -7,7 +7,8 @@ from functools import cache
 from providers.adapters import mock, openai
 from providers.adapters.base import LLMProvider, ProviderSpec
 
-SPECS: dict[str, ProviderSpec] = {spec.kind: spec for spec in (openai.SPEC, mock.SPEC)}
+_ALL: tuple[ProviderSpec, ...] = (openai.SPEC, mock.SPEC)
+SPECS: dict[str, ProviderSpec] = {spec.kind: spec for spec in _ALL}
 
 
 def spec_for(kind: str) -> ProviderSpec:

@@ -11,11 +11,11 @@ from providers.models import Deployment, Provider
 DEMO_PROVIDER = "demo"
 
 
-def _deploy(provider: Provider, model: str, config: ProviderConfig) -> bool:
+def _deploy(provider: Provider, model: str, config: ProviderConfig, upstream: str = "") -> bool:
     _, made = Deployment.objects.get_or_create(
         model_name=model,
         provider=provider,
-        upstream_model=model,
+        upstream_model=upstream or model,
         defaults={"priority": config.priority, "weight": config.weight},
     )
     return made
@@ -49,9 +49,9 @@ def bootstrap_providers() -> list[str]:
             provider.base_url, provider.api_key, provider.options = config.base_url, config.api_key, config.options
             provider.save(update_fields=["base_url", "api_key", "options"])
             changes.append(f"provider {provider.name} updated from the environment")
-        for model in config.models:
-            if _deploy(provider, model, config):
-                changes.append(f"model {model} routed to {provider.name}")
+        for model, upstream in config.models:
+            if _deploy(provider, model, config, upstream):
+                changes.append(f"model {model} routed to {provider.name} as {upstream}")
 
     demo = configs.get("mock")
     if demo is not None:
@@ -65,7 +65,7 @@ def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], re
     if created:
         changes.append("demo provider created (offline, canned answers)")
     _deploy(provider, settings.DEMO_MODEL, demo)
-    served = {model for config in real for model in config.models}
+    served = {model for config in real for model, _ in config.models}
     if served:
         # Model names a real provider serves must never fall back to canned text.
         switched = Deployment.objects.filter(provider=provider, model_name__in=served, is_enabled=True).update(
@@ -76,6 +76,6 @@ def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], re
     if not real:
         # No provider configured: the usual model names answer from the demo so any client works offline.
         for config in configs.values():
-            for model in config.models:
+            for model, _ in config.models:
                 _deploy(provider, model, demo)
     return changes

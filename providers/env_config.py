@@ -18,7 +18,8 @@ class ProviderConfig:
     configured: bool
     api_key: str = field(default="", repr=False)
     base_url: str = ""
-    models: tuple[str, ...] = ()
+    # (public model name, the provider's own name for it); "name" or "name=upstream" in the environment.
+    models: tuple[tuple[str, str], ...] = ()
     options: dict[str, str] = field(default_factory=dict)
     priority: int = 0
     weight: int = 1
@@ -38,6 +39,17 @@ def _weights(raw: list[str] | None, sequence: list[str]) -> dict[str, int]:
         if not 1 <= weights[kind] <= 1000:
             raise ConfigError(f"LLM_PROVIDER_WEIGHTS: weight of {kind} must be between 1 and 1000")
     return weights
+
+
+def _model_pairs(name: str, items: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in items:
+        public, _, upstream = item.partition("=")
+        public, upstream = public.strip(), (upstream.strip() or public.strip())
+        if not public or not upstream:
+            raise ConfigError(f"{name}: {item!r} must be a model name or public=upstream")
+        pairs.append((public, upstream))
+    return tuple(pairs)
 
 
 def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
@@ -68,7 +80,7 @@ def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
             configured=configured,
             api_key=api_key,
             base_url=env_url(env.base_url, env.default_base_url, schemes={"http", "https"}),
-            models=tuple(env_list(env.models, list(env.default_models))),
+            models=_model_pairs(env.models, env_list(env.models, list(env.default_models))),
             options={name: env_str(name, default) for name, default in env.options.items()},
             priority=priority,
             weight=weight,

@@ -336,13 +336,23 @@ async def _watch_clients(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def add_openai_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_post(f"{prefix}/v1/chat/completions", wire_route(openai_chat, openai_error))
+    app.router.add_get(f"{prefix}/v1/models", openai_models)
+
+
+def _wire_formats() -> list[Callable[[web.Application, str], None]]:
+    """Each provider's wire format adds its routes under a prefix ("" or a /scenario/{knobs} one)."""
+    return [add_openai_routes]
+
+
 def build_app(state: _State) -> web.Application:
     app = web.Application()
     app[STATE] = state
     app.cleanup_ctx.append(_watch_clients)
     for prefix in ("", "/scenario/{knobs}"):
-        app.router.add_post(f"{prefix}/v1/chat/completions", wire_route(openai_chat, openai_error))
-        app.router.add_get(f"{prefix}/v1/models", openai_models)
+        for add_routes in _wire_formats():
+            add_routes(app, prefix)
         app.router.add_get(f"{prefix}/_health", health)
     return app
 

@@ -47,6 +47,7 @@ class Snapshot:
 
 def load_snapshot(version: int) -> Snapshot:
     """Read every usable key and enabled deployment once (sync ORM; runs off the event loop)."""
+    from providers.breaker import policy_for
     from providers.models import Deployment
     from tenants.models import ApiKey
 
@@ -81,6 +82,13 @@ def load_snapshot(version: int) -> Snapshot:
                 first_byte_timeout=deployment.first_byte_timeout,
                 total_timeout=deployment.total_timeout,
                 options={str(k): str(v) for k, v in (provider.options or {}).items()},
+                breaker=policy_for(
+                    failures=provider.breaker_failures,
+                    failure_rate=provider.breaker_failure_rate,
+                    window_seconds=provider.breaker_window_seconds,
+                    open_seconds=provider.breaker_open_seconds,
+                    probes=provider.breaker_probes,
+                ),
             )
         )
     return Snapshot(

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from msgspec import UNSET
 
+from gateway import attempts
 from gateway.accounting import account, final_usage
 from gateway.auth import authenticate
 from gateway.call import Call
 from gateway.errors import GatewayError, from_provider_error, internal_error, model_not_found
 from gateway.live_config import live_config
-from gateway.schemas import ChatChunk, ChatResponse, Usage, encoder
+from gateway.schemas import ChatChunk, Usage, encoder
 from gateway.validation import parse_chat_request
-from providers.adapters.registry import adapter_for
 from providers.router import attempt_order
 from providers.types import ProviderError, Target
 
@@ -116,7 +115,7 @@ def route(call: Call) -> list[Target]:
 
 # 6-7. Call and account, as JSON.
 async def answer_json(call: Call, targets: list[Target], out: Responder) -> None:
-    response = await _complete_with_fallback(call, targets)
+    response = await attempts.complete(call, targets)
     for choice in response.choices:
         call.saw_output(choice.message.content or "")
     call.usage = response.usage
@@ -128,35 +127,10 @@ async def answer_json(call: Call, targets: list[Target], out: Responder) -> None
     await out.json(200, encoder.encode(response), [])
 
 
-async def _complete_with_fallback(call: Call, targets: list[Target]) -> ChatResponse:
-    assert call.chat is not None
-    loop = asyncio.get_running_loop()
-    last: ProviderError | None = None
-    for target in targets:
-        call.target = target
-        # A JSON answer arrives at once, so its first byte is the whole answer.
-        limit = min(target.first_byte_timeout, target.total_timeout)
-        try:
-            async with asyncio.timeout_at(loop.time() + limit):
-                response = await adapter_for(target.kind).complete(call.chat, target)
-            call.attempt(target, "ok")
-            return response
-        except TimeoutError:
-            last = _timed_out(target)
-        except ProviderError as exc:
-            last = exc
-        call.attempt(target, last.code)
-        logger.warning("deployment failed", extra={"provider": target.provider_name, "code": last.code})
-        if not last.retryable:
-            break
-    assert last is not None
-    raise from_provider_error(last)
-
-
 # 6-7. Call and account, as server-sent events.
 async def answer_stream(call: Call, targets: list[Target], out: Responder) -> None:
     assert call.chat is not None
-    upstream, first, deadline = await _open_with_fallback(call, targets)
+    upstream, first, deadline = await attempts.open_stream(call, targets)
     include_usage = call.chat.include_usage
     try:
         await out.start_stream([])
@@ -173,8 +147,10 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
         await out.end_stream(done=True)
     except TimeoutError:
         assert call.target is not None
-        raise from_provider_error(_timed_out(call.target)) from None
+        raise from_provider_error(attempts.timed_out(call.target)) from None
     except ProviderError as exc:
+        assert call.target is not None
+        await attempts.note_stream_failure(call.target, exc)
         raise from_provider_error(exc) from None
     finally:
         await upstream.aclose()
@@ -201,39 +177,3 @@ def _usage_chunk(call: Call, first: ChatChunk) -> ChatChunk:
         system_fingerprint=first.system_fingerprint,
         usage=usage,
     )
-
-
-async def _open_with_fallback(
-    call: Call, targets: list[Target]
-) -> tuple[AsyncGenerator[ChatChunk, None], ChatChunk, float]:
-    """Fallback is possible only until the first chunk: after that the client has seen this deployment's words."""
-    assert call.chat is not None
-    loop = asyncio.get_running_loop()
-    last: ProviderError | None = None
-    for target in targets:
-        call.target = target
-        started = loop.time()
-        deadline = started + target.total_timeout
-        upstream = adapter_for(target.kind).stream(call.chat, target)
-        try:
-            async with asyncio.timeout_at(min(started + target.first_byte_timeout, deadline)):
-                first = await anext(upstream)
-            call.attempt(target, "ok")
-            return upstream, first, deadline
-        except StopAsyncIteration:
-            last = ProviderError(502, f"Provider '{target.provider_name}' sent an empty stream.", retryable=True)
-        except TimeoutError:
-            last = _timed_out(target)
-        except ProviderError as exc:
-            last = exc
-        await upstream.aclose()
-        call.attempt(target, last.code)
-        logger.warning("deployment failed", extra={"provider": target.provider_name, "code": last.code})
-        if not last.retryable:
-            break
-    assert last is not None
-    raise from_provider_error(last)
-
-
-def _timed_out(target: Target) -> ProviderError:
-    return ProviderError(504, f"Provider '{target.provider_name}' timed out.", retryable=True, code="upstream_timeout")

@@ -43,6 +43,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -313,6 +314,15 @@ class GuardedRequest(WebRequest):
     """daphne's request, refusing an oversized body unread and its own errors as JSON."""
 
     channel: GuardedChannel
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        # Twisted's table lacks newer statuses (429 went out as "Unknown Status").
+        if message is None:
+            try:
+                message = HTTPStatus(code).phrase.encode("ascii")
+            except ValueError:
+                message = None
+        super().setResponseCode(code, message)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

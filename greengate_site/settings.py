@@ -69,6 +69,21 @@ for _origin in CORS_ALLOWED_ORIGINS:
     if _origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", _origin):
         raise ConfigError(f"CORS_ALLOWED_ORIGINS: {_origin!r} must look like https://app.example.com (no path)")
 
+# Circuit breakers per deployment (defaults; each provider may override them in admin).
+BREAKER_FAILURES = env_int("BREAKER_FAILURES", 5, minimum=1, maximum=1000)
+BREAKER_FAILURE_RATE = env_float("BREAKER_FAILURE_RATE", 0.5, minimum=0.01)
+if BREAKER_FAILURE_RATE > 1:
+    raise ConfigError("BREAKER_FAILURE_RATE must be at most 1 (a share of calls)")
+BREAKER_MIN_REQUESTS = env_int("BREAKER_MIN_REQUESTS", 20, minimum=1)
+BREAKER_WINDOW_SECONDS = env_float("BREAKER_WINDOW_SECONDS", 60.0, minimum=1.0)
+BREAKER_OPEN_SECONDS = env_float("BREAKER_OPEN_SECONDS", 30.0, minimum=0.1)
+BREAKER_HALF_OPEN_PROBES = env_int("BREAKER_HALF_OPEN_PROBES", 1, minimum=1, maximum=100)
+
+# Retrying a model's deployments after each failed retryably: extra rounds, and the longest wait between
+# them (an upstream asking for a longer Retry-After gets its 429 passed on instead).
+UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 1, minimum=0, maximum=5)
+UPSTREAM_RETRY_MAX_WAIT = env_float("UPSTREAM_RETRY_MAX_WAIT", 2.0, minimum=0.0)
+
 # Upstream calls.
 UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 UPSTREAM_TIMEOUT = env_float("UPSTREAM_TIMEOUT", 120.0, minimum=1.0)

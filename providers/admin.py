@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin
+from django.urls import path
 
+from providers import health
 from providers.adapters.registry import kind_choices
 from providers.models import Deployment, Provider
 
@@ -19,7 +21,21 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ["name", "kind", "base_url", "api_key", "clear_api_key", "options", "is_enabled"]
+        fields = [
+            "name",
+            "kind",
+            "base_url",
+            "api_key",
+            "clear_api_key",
+            "options",
+            "allow_private_network",
+            "breaker_failures",
+            "breaker_failure_rate",
+            "breaker_window_seconds",
+            "breaker_open_seconds",
+            "breaker_probes",
+            "is_enabled",
+        ]
 
     def clean_api_key(self) -> str:
         entered = self.cleaned_data.get("api_key", "")
@@ -55,6 +71,19 @@ class ProviderAdmin(admin.ModelAdmin):
     @admin.display(description="API key")
     def credential(self, obj: Provider) -> str:
         return "set" if obj.api_key else "—"
+
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "health/",
+                wrap(lambda r: health.health_page(r, self.admin_site.each_context(r))),
+                name="providers_health",
+            ),
+            path("health/data/", wrap(health.health_data), name="providers_health_data"),
+            path("health/<int:deployment_id>/reset/", wrap(health.reset_breaker), name="providers_health_reset"),
+            *super().get_urls(),
+        ]
 
 
 @admin.register(Deployment)

@@ -9,6 +9,10 @@ from django.db import models
 from providers.crypto import EncryptedTextField
 
 
+def _seconds(low: float, high: float) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
 class Provider(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     # No `choices` here: the adapter registry is the only list of kinds, so adding one needs no migration.
@@ -16,6 +20,28 @@ class Provider(models.Model):
     base_url = models.URLField(max_length=500, blank=True, help_text="API root, e.g. https://api.openai.com/v1")
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again in full.")
     options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings, e.g. an API version.")
+    allow_private_network = models.BooleanField(
+        default=False,
+        help_text="Allow a base URL on a loopback, private or link-local address (a local model server). "
+        "Cloud metadata addresses are refused whatever this says.",
+    )
+    # Circuit breaker overrides for this provider's deployments; blank uses the BREAKER_* settings.
+    breaker_failures = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Consecutive failures that open it."
+    )
+    breaker_failure_rate = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.01), MaxValueValidator(1.0)],
+        help_text="Share of failed calls in the window that opens it (with enough calls).",
+    )
+    breaker_window_seconds = models.FloatField(null=True, blank=True, validators=_seconds(1, 3600))
+    breaker_open_seconds = models.FloatField(
+        null=True, blank=True, validators=_seconds(0.1, 3600), help_text="How long it stays open before a probe."
+    )
+    breaker_probes = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Trial calls while half-open."
+    )
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -30,10 +56,6 @@ class Provider(models.Model):
 
         if self.kind not in SPECS:
             raise ValidationError({"kind": f"Unknown provider kind {self.kind!r}; known: {', '.join(SPECS)}."})
-
-
-def _seconds(low: float, high: float) -> list:
-    return [MinValueValidator(low), MaxValueValidator(high)]
 
 
 class Deployment(models.Model):

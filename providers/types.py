@@ -6,6 +6,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a deployment's circuit breaker opens, and for how long (see providers.breaker)."""
+
+    failures: int = 5
+    failure_rate: float = 0.5
+    min_requests: int = 20
+    window_seconds: float = 60.0
+    open_seconds: float = 30.0
+    probes: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One deployment as the hot path sees it: a plain copy of the Provider and Deployment rows."""
 
@@ -24,6 +36,7 @@ class Target:
     total_timeout: float = 600.0
     # Provider-specific settings (an API version, a region), as the adapter declared them.
     options: dict[str, str] = field(default_factory=dict)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
 
 class ProviderError(Exception):

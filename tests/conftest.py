@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Q
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from greengate_site.redis import clients as redis_clients
 from ledger.models import LedgerEntry
@@ -182,3 +184,40 @@ def wait_for_ledger(request_id: str, timeout: float = 10.0) -> LedgerEntry:
 @pytest.fixture
 def ledger_row() -> Callable[..., LedgerEntry]:
     return wait_for_ledger
+
+
+# --- Admin pages in headless Chromium (Debian's package, driven by pip's playwright) ---------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def orm_beside_playwright() -> Iterator[None]:
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls (and the
+    # database flush between tests) are still plain sync code.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def admin_page(browser: Browser, gateway, orm_beside_playwright: None) -> Iterator[Page]:
+    get_user_model().objects.create_superuser("root", "root@example.com", "correct-horse-battery")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{gateway.url}/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{gateway.url}/admin/")
+    yield page
+    context.close()

@@ -3,52 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from providers.models import Provider
 from tests.factories import TenantFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright() -> Iterator[None]:
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls (and the
-    # database flush between tests) are still plain sync code.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def admin_page(browser: Browser, gateway) -> Iterator[Page]:
-    get_user_model().objects.create_superuser("root", "root@example.com", "correct-horse-battery")
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(f"{gateway.url}/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "correct-horse-battery")
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{gateway.url}/admin/")
-    yield page
-    context.close()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("orm_beside_playwright")]
 
 
 def test_admin_creates_a_key_shows_it_once_and_it_works_at_once(admin_page: Page, gateway, route):

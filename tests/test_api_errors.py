@@ -113,14 +113,28 @@ def test_upstream_server_error_gets_502_after_trying_every_deployment(gateway, a
     route("gpt-test", status=503, priority=1)
     error = assert_openai_error(post(gateway, api_key), 502)
     assert error["type"] == "upstream_error"
-    assert len(upstream.requests) == 2
+    # Every deployment, in each of the 1 + UPSTREAM_RETRIES rounds.
+    assert len(upstream.requests) == 2 * (1 + settings.UPSTREAM_RETRIES)
 
 
-def test_upstream_rate_limit_passes_retry_after_on(gateway, api_key, route):
+def test_when_every_deployment_is_rate_limited_the_client_gets_429_with_retry_after(gateway, api_key, route, upstream):
     route("gpt-test", status=429, retry_after=7)
+    route("gpt-test", status=429, retry_after=9, priority=1)
     response = post(gateway, api_key)
-    assert_openai_error(response, 502, "upstream_rate_limited")
+    error = assert_openai_error(response, 429, "upstream_rate_limited")
+    assert error["type"] == "rate_limit_error"
     assert response.headers["retry-after"] == "7"
+    # Asked to wait longer than UPSTREAM_RETRY_MAX_WAIT: no second round, the client decides.
+    assert len(upstream.requests) == 2
+    assert response.reason_phrase == "Too Many Requests"
+
+
+def test_a_short_retry_after_is_honoured_and_the_round_retried(gateway, api_key, route, upstream):
+    route("gpt-test", status=429, retry_after=1)
+    response = post(gateway, api_key)
+    assert_openai_error(response, 429, "upstream_rate_limited")
+    requests = [e for e in upstream.events if e["kind"] == "request"]
+    assert len(requests) == 2 and requests[1]["t"] - requests[0]["t"] >= 0.9
 
 
 def test_upstream_timeout_gets_504(gateway, api_key, route):

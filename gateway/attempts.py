@@ -24,7 +24,7 @@ from django.conf import settings
 from gateway.call import Call
 from gateway.errors import GatewayError, from_provider_error
 from gateway.schemas import ChatChunk, ChatResponse
-from providers import breaker
+from providers import breaker, network
 from providers.adapters.registry import adapter_for
 from providers.types import ProviderError, Target
 
@@ -100,7 +100,15 @@ async def run(call: Call, targets: list[Target], try_one: Callable[[Target], Awa
                 continue
             call.target = target
             started = time.monotonic()
+            network.private_network_allowed.set(target.allow_private_network)
             try:
+                if target.base_url and network.literal_refusal(target.base_url, target.allow_private_network):
+                    raise ProviderError(
+                        502,
+                        f"Provider '{target.provider_name}' is at an address GreenGate may not call.",
+                        retryable=True,
+                        code="upstream_address_refused",
+                    )
                 result = await try_one(target)
             except ProviderError as exc:
                 await _note_failure(target, exc, started)

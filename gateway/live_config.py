@@ -82,6 +82,7 @@ def load_snapshot(version: int) -> Snapshot:
                 first_byte_timeout=deployment.first_byte_timeout,
                 total_timeout=deployment.total_timeout,
                 options={str(k): str(v) for k, v in (provider.options or {}).items()},
+                allow_private_network=provider.allow_private_network,
                 breaker=policy_for(
                     failures=provider.breaker_failures,
                     failure_rate=provider.breaker_failure_rate,

@@ -59,7 +59,7 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
 
 
 def env_seconds(name: str, default: float, *, minimum: float, maximum: float = 86_400.0) -> float:
-    """A duration; unlike env_float, "nan" and "inf" are refused (a NaN deadline never fires)."""
+    """A duration, bounded above; env_float already refuses "nan" and "inf" (a NaN deadline never fires)."""
     seconds = env_float(name, default, minimum=minimum)
     if not math.isfinite(seconds) or seconds > maximum:
         raise ConfigError(f"{name} must be a number of seconds between {minimum:g} and {maximum:g}, got {seconds}")

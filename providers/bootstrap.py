@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from providers.env_config import ProviderConfig
 from providers.models import Deployment, Provider
+from providers.network import check_base_url
 
 DEMO_PROVIDER = "demo"
 
@@ -21,6 +23,21 @@ def _deploy(provider: Provider, model: str, config: ProviderConfig, upstream: st
     return made
 
 
+def _operator_chose_internal(config: ProviderConfig) -> bool:
+    """A base URL set in the environment is the operator's own choice: an internal one (a local model server)
+    is allowed for that provider. A cloud metadata address never is."""
+    try:
+        check_base_url(config.base_url, allow_private=False)
+        return False
+    except ValueError:
+        pass
+    try:
+        check_base_url(config.base_url, allow_private=True)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{config.kind} base URL {config.base_url!r}: {exc}") from None
+    return True
+
+
 @transaction.atomic
 def bootstrap_providers() -> list[str]:
     """Make the environment's providers exist; returns a line per change for the start-up output."""
@@ -29,6 +46,7 @@ def bootstrap_providers() -> list[str]:
     real = [c for c in configs.values() if c.configured and c.kind != "mock"]
 
     for config in real:
+        allow_private = _operator_chose_internal(config)
         provider, created = Provider.objects.get_or_create(
             name=config.kind,
             defaults={
@@ -36,6 +54,7 @@ def bootstrap_providers() -> list[str]:
                 "base_url": config.base_url,
                 "api_key": config.api_key,
                 "options": config.options,
+                "allow_private_network": allow_private,
             },
         )
         if created:
@@ -47,7 +66,8 @@ def bootstrap_providers() -> list[str]:
         ):
             # The environment owns this provider's endpoint and credential: a rotated key applies on restart.
             provider.base_url, provider.api_key, provider.options = config.base_url, config.api_key, config.options
-            provider.save(update_fields=["base_url", "api_key", "options"])
+            provider.allow_private_network = allow_private
+            provider.save(update_fields=["base_url", "api_key", "options", "allow_private_network"])
             changes.append(f"provider {provider.name} updated from the environment")
         for model, upstream in config.models:
             if _deploy(provider, model, config, upstream):

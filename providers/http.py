@@ -16,6 +16,7 @@ from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
 from greengate_site.request_context import request_id_var
+from providers.network import GuardedResolver
 from providers.types import Target
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
@@ -68,8 +69,13 @@ def client() -> httpx.AsyncClient:
     existing = _clients.get(loop)
     if existing is None or existing.is_closed:
         session = aiohttp.ClientSession(
+            # No DNS cache: each new connection's addresses are checked against the calling deployment's rule.
             connector=aiohttp.TCPConnector(
-                limit=settings.UPSTREAM_MAX_CONNECTIONS, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
+                limit=settings.UPSTREAM_MAX_CONNECTIONS,
+                limit_per_host=0,
+                keepalive_timeout=30,
+                use_dns_cache=False,
+                resolver=GuardedResolver(),
             ),
             auto_decompress=True,
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from providers.crypto import EncryptedTextField
+from providers.network import check_base_url
 
 
 def _seconds(low: float, high: float) -> list:
@@ -56,6 +57,11 @@ class Provider(models.Model):
 
         if self.kind not in SPECS:
             raise ValidationError({"kind": f"Unknown provider kind {self.kind!r}; known: {', '.join(SPECS)}."})
+        if self.base_url:
+            try:
+                check_base_url(self.base_url, allow_private=self.allow_private_network)
+            except ValueError as exc:
+                raise ValidationError({"base_url": str(exc)}) from None
 
 
 class Deployment(models.Model):

@@ -36,6 +36,8 @@ class Target:
     total_timeout: float = 600.0
     # Provider-specific settings (an API version, a region), as the adapter declared them.
     options: dict[str, str] = field(default_factory=dict)
+    # May the base URL be (or resolve to) a loopback, private or link-local address.
+    allow_private_network: bool = False
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
 

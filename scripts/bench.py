@@ -95,7 +95,8 @@ with transaction.atomic():
     for model, base_url in routes.items():
         provider, _ = Provider.objects.update_or_create(
             name=model,
-            defaults={{"kind": "openai", "base_url": base_url, "api_key": "sk-bench", "is_enabled": True}},
+            defaults={{"kind": "openai", "base_url": base_url, "api_key": "sk-bench", "is_enabled": True,
+                       "allow_private_network": True}},
         )
         Deployment.objects.update_or_create(
             model_name=model, provider=provider, upstream_model=model,

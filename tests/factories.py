@@ -30,6 +30,7 @@ class ProviderFactory(factory.django.DjangoModelFactory):
     kind = "openai"
     base_url = "http://127.0.0.1:9/v1"
     api_key = "sk-upstream-test"
+    allow_private_network = True  # the mock upstream listens on 127.0.0.1
 
 
 class DeploymentFactory(factory.django.DjangoModelFactory):

@@ -7,6 +7,7 @@ import json
 import httpx
 
 from providers.http import is_timeout
+from providers.network import AddressRefused
 from providers.types import ProviderError
 
 RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504, 529}
@@ -60,7 +61,23 @@ def from_status(status: int, body: bytes, headers: httpx.Headers, provider: str)
     )
 
 
+def _refused_address(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, AddressRefused) or isinstance(getattr(exc, "os_error", None), AddressRefused):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def from_transport(exc: BaseException, provider: str) -> ProviderError:
+    if _refused_address(exc):
+        return ProviderError(
+            502,
+            f"Provider '{provider}' is at an address GreenGate may not call (internal or cloud metadata).",
+            retryable=True,
+            code="upstream_address_refused",
+        )
     if is_timeout(exc):
         return ProviderError(504, f"Provider '{provider}' timed out.", retryable=True, code="upstream_timeout")
     return ProviderError(

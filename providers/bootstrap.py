@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
+from greengate_site.env import ConfigError
+from providers.adapters.registry import spec_for
 from providers.env_config import ProviderConfig
 from providers.models import Deployment, Provider
 
@@ -27,6 +29,8 @@ def bootstrap_providers() -> list[str]:
     changes: list[str] = []
     configs: dict[str, ProviderConfig] = settings.PROVIDER_CONFIGS
     real = [c for c in configs.values() if c.configured and c.kind != "mock"]
+    for config in real:
+        _check_complete(config)
 
     for config in real:
         provider, created = Provider.objects.get_or_create(
@@ -52,11 +56,25 @@ def bootstrap_providers() -> list[str]:
         for model, upstream in config.models:
             if _deploy(provider, model, config, upstream):
                 changes.append(f"model {model} routed to {provider.name} as {upstream}")
+        if not config.models and not provider.deployments.exists():
+            env = spec_for(config.kind).env
+            assert env is not None  # a configured real provider is configured from its env
+            changes.append(f"provider {provider.name} serves no model yet: set {env.models} or add one in admin")
 
     demo = configs.get("mock")
     if demo is not None:
         changes += _bootstrap_demo(demo, configs, real)
     return changes
+
+
+def _check_complete(config: ProviderConfig) -> None:
+    """A provider kind without a default endpoint (a cloud resource, a self-hosted server) needs one given."""
+    env = spec_for(config.kind).env
+    if env is not None and not config.base_url:
+        raise ConfigError(
+            f"{env.base_url} must be set: provider {config.kind!r} is configured ({env.api_key} is set) "
+            "and has no default endpoint"
+        )
 
 
 def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], real: list[ProviderConfig]) -> list[str]:

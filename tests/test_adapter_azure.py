@@ -25,6 +25,8 @@ from tests.test_bootstrap import bootstrap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Assembled field for field from Azure's published payloads (api-version 2024-10-21, default and asynchronous
+# content filtering), not captured from a live resource: replace with a real capture when one is at hand.
 FIXTURES = Path(__file__).parent / "fixtures" / "azure"
 AZURE_KEY = "azure-key-0123456789abcdef"
 DEPLOYMENT = "my-gpt4o-deployment"

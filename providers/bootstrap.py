@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from greengate_site.env import ConfigError
+from providers.adapters.registry import spec_for
 from providers.env_config import ProviderConfig
 from providers.models import Deployment, Provider
 from providers.network import check_base_url
@@ -44,6 +46,8 @@ def bootstrap_providers() -> list[str]:
     changes: list[str] = []
     configs: dict[str, ProviderConfig] = settings.PROVIDER_CONFIGS
     real = [c for c in configs.values() if c.configured and c.kind != "mock"]
+    for config in real:
+        _check_complete(config)
 
     for config in real:
         allow_private = _operator_chose_internal(config)
@@ -72,11 +76,25 @@ def bootstrap_providers() -> list[str]:
         for model, upstream in config.models:
             if _deploy(provider, model, config, upstream):
                 changes.append(f"model {model} routed to {provider.name} as {upstream}")
+        if not config.models and not provider.deployments.exists():
+            env = spec_for(config.kind).env
+            assert env is not None  # a configured real provider is configured from its env
+            changes.append(f"provider {provider.name} serves no model yet: set {env.models} or add one in admin")
 
     demo = configs.get("mock")
     if demo is not None:
         changes += _bootstrap_demo(demo, configs, real)
     return changes
+
+
+def _check_complete(config: ProviderConfig) -> None:
+    """A provider kind without a default endpoint (a cloud resource, a self-hosted server) needs one given."""
+    env = spec_for(config.kind).env
+    if env is not None and not config.base_url:
+        raise ConfigError(
+            f"{env.base_url} must be set: provider {config.kind!r} is configured ({env.api_key} is set) "
+            "and has no default endpoint"
+        )
 
 
 def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], real: list[ProviderConfig]) -> list[str]:

@@ -343,7 +343,9 @@ def add_openai_routes(app: web.Application, prefix: str) -> None:
 
 def _wire_formats() -> list[Callable[[web.Application, str], None]]:
     """Each provider's wire format adds its routes under a prefix ("" or a /scenario/{knobs} one)."""
-    return [add_openai_routes]
+    from tests import mock_azure, mock_compatible  # noqa: PLC0415 - they import this module
+
+    return [add_openai_routes, mock_azure.add_azure_routes, mock_compatible.add_compatible_routes]
 
 
 def build_app(state: _State) -> web.Application:

@@ -1,10 +1,16 @@
-"""OpenAI and any OpenAI-compatible server: the wire format is GreenGate's own, so little translates."""
+"""OpenAI's Chat Completions API: the wire format is GreenGate's own, so little translates.
+
+Providers that speak OpenAI's format with differences (Azure OpenAI, self-hosted compatible servers) subclass
+`OpenAIAdapter` and override its hooks: `url`, `headers`, `payload`, `error`, `finish_reason`, `parse_chunk`
+and `stream_ended`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx
 import msgspec
 
 from gateway.schemas import FINISH_REASONS, ChatChunk, ChatRequest, ChatResponse, ErrorBody, encoder
@@ -19,6 +25,10 @@ _error = msgspec.json.Decoder(ErrorBody)
 
 
 def request_body(request: ChatRequest, target: Target, *, stream: bool) -> bytes:
+    return encoder.encode(request_payload(request, target, stream=stream))
+
+
+def request_payload(request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
     # The client's own body (validated already), so fields GreenGate does not model reach the upstream intact.
     payload: dict[str, Any] = {**request.raw, "model": target.upstream_model}
     if stream:
@@ -28,7 +38,7 @@ def request_body(request: ChatRequest, target: Target, *, stream: bool) -> bytes
     else:
         payload.pop("stream", None)
         payload.pop("stream_options", None)
-    return encoder.encode(payload)
+    return payload
 
 
 def _finish(reason: str | None) -> str | None:
@@ -36,8 +46,19 @@ def _finish(reason: str | None) -> str | None:
     return reason if reason is None or reason in FINISH_REASONS else "stop"
 
 
+def stream_cut(target: Target) -> ProviderError:
+    return ProviderError(
+        502,
+        f"Provider '{target.provider_name}' ended the stream early.",
+        retryable=False,
+        code="upstream_stream_cut",
+    )
+
+
 class OpenAIAdapter:
     kind = "openai"
+
+    # --- Hooks for OpenAI-format providers ---------------------------------------------------------------------
 
     def headers(self, target: Target) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -48,76 +69,101 @@ class OpenAIAdapter:
     def url(self, target: Target) -> str:
         return target.base_url.rstrip("/") + "/chat/completions"
 
+    def payload(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
+        return request_payload(request, target, stream=stream)
+
+    def error(self, status: int, body: bytes, headers: httpx.Headers, target: Target) -> ProviderError:
+        return errors.from_status(status, body, headers, target.provider_name)
+
+    def finish_reason(self, reason: str | None) -> str | None:
+        return _finish(reason)
+
+    def parse_response(self, data: bytes, target: Target) -> ChatResponse:
+        try:
+            body = _response.decode(data)
+        except msgspec.DecodeError:  # ValidationError is a DecodeError
+            raise errors.malformed(target.provider_name) from None
+        if not body.choices:
+            raise errors.malformed(target.provider_name)
+        for choice in body.choices:
+            choice.finish_reason = self.finish_reason(choice.finish_reason)
+        return body
+
+    def parse_chunk(self, data: bytes, target: Target) -> ChatChunk | None:
+        """One SSE data line as a chunk; None for a line that carries nothing to relay."""
+        try:
+            chunk = _chunk.decode(data)
+        except msgspec.DecodeError:
+            raise self._stream_failure(data, target) from None
+        for choice in chunk.choices:
+            choice.finish_reason = self.finish_reason(choice.finish_reason)
+        return chunk
+
+    def stream_ended(self, request: ChatRequest, finished: set[int], target: Target) -> None:
+        """The stream closed without [DONE]; `finished` holds the choices that sent a finish_reason.
+
+        OpenAI always ends with [DONE], so a stream without it was cut short by the upstream.
+        """
+        raise stream_cut(target)
+
+    # --- The calls ---------------------------------------------------------------------------------------------
+
     async def complete(self, request: ChatRequest, target: Target) -> ChatResponse:
         try:
             response = await client().post(
                 self.url(target),
-                content=request_body(request, target, stream=False),
+                content=encoder.encode(self.payload(request, target, stream=False)),
                 headers=self.headers(target),
                 timeout=timeouts(target),
             )
         except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(exc, target.provider_name) from None
         if response.status_code != 200:
-            raise errors.from_status(response.status_code, response.content, response.headers, target.provider_name)
-        try:
-            body = _response.decode(response.content)
-        except msgspec.DecodeError:  # ValidationError is a DecodeError
-            raise errors.malformed(target.provider_name) from None
-        if not body.choices:
-            raise errors.malformed(target.provider_name)
-        for choice in body.choices:
-            choice.finish_reason = _finish(choice.finish_reason)
-        return body
+            raise self.error(response.status_code, response.content, response.headers, target)
+        return self.parse_response(response.content, target)
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         http = client()
+        finished: set[int] = set()
         try:
             async with http.stream(
                 "POST",
                 self.url(target),
-                content=request_body(request, target, stream=True),
+                content=encoder.encode(self.payload(request, target, stream=True)),
                 headers=self.headers(target),
                 timeout=timeouts(target),
             ) as response:
                 if response.status_code != 200:
                     body = await response.aread()
-                    raise errors.from_status(response.status_code, body, response.headers, target.provider_name)
+                    raise self.error(response.status_code, body, response.headers, target)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, comments and event names carry nothing to relay
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    yield self._chunk(data.encode(), target)
-                # A stream that ends without [DONE] was cut short by the upstream.
-                raise ProviderError(
-                    502,
-                    f"Provider '{target.provider_name}' ended the stream early.",
-                    retryable=False,
-                    code="upstream_stream_cut",
-                )
+                    chunk = self.parse_chunk(data.encode(), target)
+                    if chunk is None:
+                        continue
+                    finished.update(c.index for c in chunk.choices if c.finish_reason is not None)
+                    yield chunk
+                self.stream_ended(request, finished, target)
         except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(exc, target.provider_name) from None
 
-    def _chunk(self, data: bytes, target: Target) -> ChatChunk:
+    def _stream_failure(self, data: bytes, target: Target) -> ProviderError:
+        """A data line that is not a chunk: an error event the upstream sent mid-stream, or garbage."""
         try:
-            chunk = _chunk.decode(data)
+            failure = _error.decode(data)
         except msgspec.DecodeError:
-            try:
-                failure = _error.decode(data)
-            except msgspec.DecodeError:
-                raise errors.malformed(target.provider_name) from None
-            message = failure.error.message[:500] or "The upstream stream failed."
-            raise ProviderError(502, message, retryable=False, code="upstream_error") from None
-        for choice in chunk.choices:
-            choice.finish_reason = _finish(choice.finish_reason)
-        return chunk
+            return errors.malformed(target.provider_name)
+        message = failure.error.message[:500] or "The upstream stream failed."
+        return ProviderError(502, message, retryable=False, code="upstream_error")
 
 
 SPEC: ProviderSpec = ProviderSpec(
     kind="openai",
-    label="OpenAI (or any OpenAI-compatible server)",
+    label="OpenAI",
     adapter=OpenAIAdapter,
     env=EnvConfig(
         api_key="OPENAI_API_KEY",

@@ -7,7 +7,7 @@ answered 400, as Cohere would.
 
 How it answers: text quoting the last user message ("Mock reply to: ..."); with ``tools`` and a user message
 last, a call to the first tool (TOOL_CALL); with a tool result last, text quoting that result; with a JSON
-response format, a JSON object (shaped by the schema when given). The upstream model ``recorded`` replays the
+response format, a JSON object (shaped by the schema when given). The upstream models in ``RECORDED`` replay
 payloads saved under ``tests/fixtures/cohere/`` verbatim.
 """
 
@@ -28,7 +28,12 @@ from cohere.v2.raw_client import RawV2Client
 from tests.mock_upstream import _PIECE_RE, JSON, STATE, Exchange, Frame, count_tokens, reply_pieces, wire_route
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cohere"
-RECORDED_MODEL = "recorded"
+# Upstream model names that replay saved payloads: (JSON answer, stream).
+RECORDED = {
+    "recorded": ("chat_response.json", "chat_stream.sse"),
+    "recorded-error": ("chat_response.json", "chat_stream_error.sse"),
+    "recorded-cut": ("chat_response.json", "chat_stream_cut.sse"),  # ends cleanly, without message-end
+}
 
 # --- Requests, checked against the SDK's declared request shape -----------------------------------------------
 
@@ -182,8 +187,8 @@ async def cohere_chat(ex: Exchange, body: Any) -> web.StreamResponse:
     _record(ex, body, problems)
     if problems:
         return await ex.send(cohere_error(400, "invalid request: " + "; ".join(problems)), 400)
-    if body["model"] == RECORDED_MODEL:
-        return await _replay(ex, bool(body.get("stream")))
+    if body["model"] in RECORDED:
+        return await _replay(ex, body["model"], bool(body.get("stream")))
     messages: list[JSON] = body["messages"]
     no_usage = bool(ex.knobs.get("no_usage"))
     tools = body.get("tools") or []
@@ -271,10 +276,10 @@ def _end(answer_id: str, finish: str, usage: cohere.Usage | None) -> Frame:
 # --- Recorded payloads -----------------------------------------------------------------------------------------
 
 
-def recorded_stream_events() -> list[tuple[bytes, JSON | None]]:
-    """The saved stream as (raw SSE event, its decoded data or None for [DONE])."""
+def recorded_stream_events(name: str = "chat_stream.sse") -> list[tuple[bytes, JSON | None]]:
+    """A saved stream as (raw SSE event, its decoded data or None for [DONE])."""
     events = []
-    for block in (FIXTURES / "chat_stream.sse").read_text().split("\n\n"):
+    for block in (FIXTURES / name).read_text().split("\n\n"):
         if not block.strip():
             continue
         data = next(line[5:].strip() for line in block.splitlines() if line.startswith("data:"))
@@ -282,12 +287,13 @@ def recorded_stream_events() -> list[tuple[bytes, JSON | None]]:
     return events
 
 
-async def _replay(ex: Exchange, stream: bool) -> web.StreamResponse:
+async def _replay(ex: Exchange, model: str, stream: bool) -> web.StreamResponse:
+    answer, events = RECORDED[model]
     if not stream:
-        return await ex.reply(json.loads((FIXTURES / "chat_response.json").read_text()))
+        return await ex.reply(json.loads((FIXTURES / answer).read_text()))
     frames = [
         (raw, bool(data) and data.get("type") in ("content-delta", "tool-call-delta"))
-        for raw, data in recorded_stream_events()
+        for raw, data in recorded_stream_events(events)
     ]
     return await ex.stream(frames)
 

@@ -440,7 +440,8 @@ def test_recorded_cohere_answers_translate_to_openai_ones(gateway, api_key, cohe
     )
 
     assert answer.id == recorded["id"]
-    assert answer.choices[0].message.content == recorded["message"]["content"][0]["text"]
+    # The model's thinking has no place in OpenAI's message: only the text part is the answer.
+    assert answer.choices[0].message.content == recorded["message"]["content"][1]["text"]
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (214, 16)
     assert answer.usage.prompt_tokens_details.cached_tokens == 192
     assert events[-1] == "[DONE]"

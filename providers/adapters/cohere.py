@@ -11,9 +11,10 @@ What maps, and how (OpenAI -> Cohere):
   penalties are clamped into Cohere's documented ranges (p 0.01-0.99, penalties 0-1): the nearest value it accepts.
 - Refused with 400 `unsupported_parameter`, since Cohere has no equivalent and silence would mislead: n > 1,
   logprobs, audio and file parts, custom tools, and the legacy `functions`/`function_call` form.
-- Ignored, as they change nothing Cohere computes: user, metadata, store, service_tier, parallel_tool_calls,
-  stream_options (usage is always reported), prompt_cache_key, safety_identifier, message `name`s, image `detail`
-  levels Cohere does not know, and any field GreenGate does not model.
+- Ignored, as Cohere's v2 Chat has nothing they could set: user, metadata, store, service_tier, safety_identifier,
+  prompt_cache_key, parallel_tool_calls (Cohere decides), stream_options (usage is always asked for), logit_bias,
+  reasoning_effort, verbosity, modalities/audio, prediction, web_search_options, message `name`s, image `detail`
+  levels Cohere does not know, and any top-level field GreenGate does not model.
 
 Back (Cohere -> OpenAI): text parts joined into `content`; `thinking` parts and the tool plan dropped (OpenAI's chat
 shape has no place for them); tool calls keep their ids and JSON-string arguments; COMPLETE/STOP_SEQUENCE -> stop,
@@ -362,11 +363,10 @@ def _usage(usage: _Usage | None) -> Usage | None:
     counts = usage.tokens if usage.tokens and usage.tokens.input_tokens is not None else usage.billed_units
     if counts is None or counts.input_tokens is None:
         return None
-    return Usage.of(
-        input=int(counts.input_tokens),
-        output=int(counts.output_tokens or 0),
-        cached_input=int(usage.cached_tokens or 0),
-    )
+    prompt = int(counts.input_tokens)
+    # Cohere counts cache hits inside the prompt, as OpenAI does; a larger figure would be a broken report.
+    cached = min(int(usage.cached_tokens or 0), prompt)
+    return Usage.of(input=prompt, output=int(counts.output_tokens or 0), cached_input=cached)
 
 
 def _finish(reason: str | None, error: str | None, target: Target, *, retryable: bool) -> str:
@@ -388,7 +388,7 @@ class CohereAdapter:
     kind = "cohere"
 
     def headers(self, target: Target) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"
         return headers

@@ -174,6 +174,40 @@ def test_a_streamed_answer_relays_role_text_finish_and_usage(gateway, api_key, c
     assert not entry.usage_estimated
 
 
+def test_the_first_words_reach_the_client_before_cohere_sends_its_last(gateway, api_key, cohere_route, upstream):
+    cohere_route(words=12, chunk_delay=0.15)
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    upstream_done_at_first_words = None
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", gateway.url + CHAT, json=body, headers={"Authorization": f"Bearer {api_key}"}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    upstream_done_at_first_words = any(e["kind"] == "last_chunk" for e in upstream.events)
+                    break
+    assert upstream_done_at_first_words is False
+
+
+def test_a_client_leaving_mid_stream_cancels_the_cohere_call_and_is_billed(
+    gateway, api_key, cohere_route, upstream, ledger_row
+):
+    cohere_route(words=100, chunk_delay=0.1)
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    seen = 0
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", gateway.url + CHAT, json=body, headers={"Authorization": f"Bearer {api_key}"}) as r:
+            request_id = r.headers["x-request-id"]
+            for line in r.iter_lines():
+                seen += line.startswith("data: ")
+                if seen >= 5:
+                    break  # leaving the block closes the connection mid-stream
+
+    upstream.wait_for("client_disconnected", timeout=10)
+    assert not any(e["kind"] == "last_chunk" for e in upstream.events)
+    entry = ledger_row(request_id)
+    assert (entry.status_code, entry.error_code) == (499, "client_disconnected")
+    assert 0 < entry.completion_tokens < 100
+
+
 def test_system_and_developer_prompts_become_system_messages_and_cached_tokens_are_kept(
     gateway, api_key, cohere_route, upstream, ledger_row
 ):

@@ -64,6 +64,7 @@ from gateway.schemas import (
     ToolMessage,
     Usage,
     UserMessage,
+    UserPart,
     encoder,
 )
 from providers.adapters import errors
@@ -97,7 +98,7 @@ def _text_parts(content: str | list[TextPart]) -> str | list[JSON]:
     return [{"type": "text", "text": part.text} for part in content]
 
 
-def _user_content(content: str | list[Any]) -> str | list[JSON]:
+def _user_content(content: str | list[UserPart]) -> str | list[JSON]:
     if isinstance(content, str):
         return content
     parts: list[JSON] = []
@@ -127,6 +128,7 @@ def _assistant(message: AssistantMessage) -> JSON:
             p.text if isinstance(p, TextPart) else p.refusal for p in content if isinstance(p, TextPart | RefusalPart)
         ]
         content = "".join(text)
+    content = content or message.refusal
     if content:
         out["content"] = content
     calls = []
@@ -143,7 +145,7 @@ def _assistant(message: AssistantMessage) -> JSON:
     if calls:
         out["tool_calls"] = calls
     if "content" not in out and "tool_calls" not in out:
-        out["content"] = ""  # an empty turn (a refusal-only one): Cohere needs content or tool calls
+        out["content"] = ""  # an empty turn: Cohere needs content or tool calls
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import typing
 import uuid
 from pathlib import Path
@@ -25,7 +26,13 @@ import pydantic
 from aiohttp import web
 from cohere.v2.raw_client import RawV2Client
 
-from tests.mock_upstream import _PIECE_RE, JSON, STATE, Exchange, Frame, count_tokens, reply_pieces, wire_route
+# Run as `python -m tests.mock_upstream` (the bench), the server module is __main__: importing it by name would
+# load a second copy whose app key the running server does not hold, so this module shares the running one.
+_main = sys.modules.get("__main__")
+if getattr(getattr(_main, "__spec__", None), "name", None) == "tests.mock_upstream":
+    sys.modules.setdefault("tests.mock_upstream", _main)
+
+from tests.mock_upstream import _PIECE_RE, JSON, STATE, Exchange, Frame, count_tokens, reply_pieces, wire_route  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cohere"
 # Upstream model names that replay saved payloads: (JSON answer, stream).
@@ -149,8 +156,21 @@ def _usage(messages: list[JSON], output: int, no_usage: bool) -> cohere.Usage | 
     )
 
 
+def _wire(value: Any) -> Any:
+    """An SDK model's dump as Cohere's JSON has it: no nulls, and counts as integers (the SDK types them float)."""
+    if isinstance(value, pydantic.BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _event(model: pydantic.BaseModel, content: bool = False) -> Frame:
-    payload = model.model_dump(mode="json", exclude_none=True)
+    payload = _wire(model)
     checked = _STREAM_EVENT.validate_python(payload)
     assert type(checked) is type(model), f"{payload} does not validate as {type(model).__name__}"
     return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode(), content
@@ -225,7 +245,7 @@ async def cohere_chat(ex: Exchange, body: Any) -> web.StreamResponse:
 
 
 async def _reply(ex: Exchange, response: cohere.V2ChatResponse) -> web.StreamResponse:
-    payload = response.model_dump(mode="json", exclude_none=True)
+    payload = _wire(response)
     _RESPONSE.validate_python(payload)
     return await ex.reply(payload)
 

@@ -343,9 +343,15 @@ def add_openai_routes(app: web.Application, prefix: str) -> None:
 
 def _wire_formats() -> list[Callable[[web.Application, str], None]]:
     """Each provider's wire format adds its routes under a prefix ("" or a /scenario/{knobs} one)."""
-    from tests import mock_azure, mock_compatible  # noqa: PLC0415 - they import this module
+    # Imported here, not at the top: each wire format imports this module.
+    from tests import mock_azure, mock_cohere, mock_compatible
 
-    return [add_openai_routes, mock_azure.add_azure_routes, mock_compatible.add_compatible_routes]
+    return [
+        add_openai_routes,
+        mock_azure.add_azure_routes,
+        mock_cohere.add_cohere_routes,
+        mock_compatible.add_compatible_routes,
+    ]
 
 
 def build_app(state: _State) -> web.Application:

@@ -25,13 +25,16 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 
 def upstream_message(body: bytes) -> str | None:
     try:
-        error = json.loads(body).get("error")
+        parsed = json.loads(body)
+        error = parsed.get("error")
     except (ValueError, AttributeError):
         return None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
         return error["message"][:500]
     if isinstance(error, str):
         return error[:500]
+    if error is None and isinstance(parsed.get("message"), str):
+        return parsed["message"][:500]  # Cohere's shape: {"id": ..., "message": ...}
     return None
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from providers.adapters import mock, openai
+from providers.adapters import anthropic, mock, openai
 from providers.adapters.base import LLMProvider, ProviderSpec
 
-_ALL: tuple[ProviderSpec, ...] = (openai.SPEC, mock.SPEC)
+_ALL: tuple[ProviderSpec, ...] = (openai.SPEC, anthropic.SPEC, mock.SPEC)
 SPECS: dict[str, ProviderSpec] = {spec.kind: spec for spec in _ALL}
 
 

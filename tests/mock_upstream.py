@@ -343,7 +343,9 @@ def add_openai_routes(app: web.Application, prefix: str) -> None:
 
 def _wire_formats() -> list[Callable[[web.Application, str], None]]:
     """Each provider's wire format adds its routes under a prefix ("" or a /scenario/{knobs} one)."""
-    return [add_openai_routes]
+    from tests.mock_anthropic import add_anthropic_routes  # imported here: it imports this module
+
+    return [add_openai_routes, add_anthropic_routes]
 
 
 def build_app(state: _State) -> web.Application:

@@ -12,6 +12,7 @@ the counts (Anthropic always sends usage, so there is nothing to omit).
 Anthropic-only options ride in a path segment after the knobs, `{prefix}/claude/{k=v,...}/v1/messages`:
   cache_read=N, cache_write=N   report N prompt-cache read / written tokens
   error_event=TYPE              after the first content delta, send an `error` event of TYPE and stop
+  replay=FILE                   answer with tests/fixtures/anthropic/FILE as it is (.json, or .sse frames)
 Shared knobs that look at `Authorization` (require_key) see the request's `x-api-key` as a bearer token.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +56,7 @@ EVENT_TYPES: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 # Sampling fields the live API still takes for models up to Opus 4.6, though SDK 2.14's types no longer list them.
 LEGACY_FIELDS = ("temperature", "top_p", "top_k")
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "anthropic"
 _PIECE_RE = re.compile(r"\s*(?:\w+|[^\w\s])")
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -124,6 +127,8 @@ def _options(spec: str) -> dict[str, Any]:
         if name in ("cache_read", "cache_write"):
             options[name] = int(value)
         elif name == "error_event":
+            options[name] = value
+        elif name == "replay" and re.fullmatch(r"[\w-]+\.(json|sse)", value):
             options[name] = value
         else:
             raise ValueError(f"unknown Anthropic mock option {name!r}")
@@ -216,6 +221,8 @@ async def anthropic_messages(ex: Exchange, body: Any) -> web.StreamResponse:
         options = _options(ex.request.match_info.get("claude", ""))
     except ValueError as exc:
         return await ex.send(anthropic_error(400, str(exc)), 400)
+    if "replay" in options:
+        return await _replay(ex, options["replay"])
     messages = body["messages"]
     last = messages[-1] if messages else {}
     users = [m for m in messages if m.get("role") == "user"]
@@ -309,6 +316,14 @@ async def anthropic_messages(ex: Exchange, body: Any) -> web.StreamResponse:
     frames.append((_frame(delta_event2), False))
     frames.append((_frame(RawMessageStopEvent(type="message_stop")), False))
     return await ex.stream(frames)
+
+
+async def _replay(ex: Exchange, name: str) -> web.StreamResponse:
+    raw = (FIXTURES / name).read_text()
+    if name.endswith(".json"):
+        return await ex.reply(json.loads(raw))
+    frames = [(f"{frame.strip()}\n\n".encode(), "content_block_delta" in frame) for frame in raw.split("\n\n")]
+    return await ex.stream([frame for frame in frames if frame[0].strip()])
 
 
 def _with_api_key_as_bearer(

@@ -252,7 +252,39 @@ def test_n_above_one_is_refused_with_400_and_never_reaches_the_upstream(gateway,
     response = chat(gateway, api_key, n=2)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unsupported_parameter"
+    response, events = stream(gateway, api_key, n=2)
+    assert response.status_code == 400
     assert upstream.requests == []
+
+
+def test_an_upstream_reporting_no_usage_is_counted_by_greengate(gateway, api_key, claude, ledger_row):
+    claude(no_usage=1)
+    response = chat(gateway, api_key)
+    assert completion(response).usage.completion_tokens > 0
+    assert ledger_row(response.headers["x-request-id"]).usage_estimated
+    response, events = stream(gateway, api_key, stream_options={"include_usage": True})
+    assert events[-2]["usage"]["completion_tokens"] > 0
+    assert ledger_row(response.headers["x-request-id"]).usage_estimated
+
+
+def test_tool_results_lead_their_user_turn_and_empty_messages_are_dropped(gateway, api_key, claude, upstream):
+    claude()
+    call = {"id": "toolu_9", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "user", "content": "and hurry"},
+        {"role": "tool", "tool_call_id": "toolu_9", "content": "rain"},
+        {"role": "assistant", "content": ""},
+    ]
+    completion(chat(gateway, api_key, messages=messages, tools=[WEATHER_TOOL]))
+    turns = sent(upstream)["messages"]
+    assert turns[1]["content"] == [{"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {}}]
+    assert turns[2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_9", "content": "rain"},
+        {"type": "text", "text": "and hurry"},
+    ]
+    assert len(turns) == 3
 
 
 def test_tool_call_arguments_that_are_not_json_get_a_clear_400(gateway, api_key, claude, upstream):

@@ -205,10 +205,16 @@ def _turns(messages: list[Message]) -> tuple[list[JSON], list[JSON]]:
             role, blocks = "user", [_tool_result(message)]  # tool results travel in the user's turn
         else:
             raise _refuse("Legacy 'function' messages are not supported by this provider; use 'tool' messages.")
+        if not blocks:
+            continue  # Anthropic refuses empty turns; an empty message adds nothing to the conversation
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += blocks
         else:
             turns.append({"role": role, "content": blocks})
+    for turn in turns:
+        if turn["role"] == "user":
+            # Anthropic wants a turn's tool results before its other blocks; sorted() keeps each group's order.
+            turn["content"] = sorted(turn["content"], key=lambda block: block["type"] != "tool_result")
     if not turns:
         raise _refuse("This provider needs at least one user message besides the system prompt.", "invalid_value")
     return system, turns
@@ -416,7 +422,11 @@ class _Tokens:
         if isinstance(thinking, int):
             self.thinking = thinking
 
-    def usage(self) -> Usage:
+    def usage(self) -> Usage | None:
+        if not (self.input or self.output or self.cache_read or self.cache_write):
+            # Anthropic counts at least one output token even for an empty answer: all zeros means the counts
+            # were lost on the way (a proxy), so GreenGate's own count is the better record.
+            return None
         return Usage.of(
             input=self.input + self.cache_read + self.cache_write,
             output=self.output,
@@ -474,8 +484,8 @@ class _StreamState:
             choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)],
         )
 
-    def usage_chunk(self) -> ChatChunk:
-        return ChatChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=self.tokens.usage())
+    def usage_chunk(self, usage: Usage) -> ChatChunk:
+        return ChatChunk(id=self.id, created=self.created, model=self.model, choices=[], usage=usage)
 
     def real_tool_calls(self) -> bool:
         return any(index is not None for index in self.tools.values())
@@ -594,7 +604,9 @@ class AnthropicAdapter:
                         yield chunk
                     if event.type == "message_stop":
                         yield state.chunk(Delta(), _finish(state.stop_reason, real_tool_calls=state.real_tool_calls()))
-                        yield state.usage_chunk()
+                        usage = state.tokens.usage()
+                        if usage is not None:
+                            yield state.usage_chunk(usage)
                         return
                 # Anthropic always ends with message_stop: without it the answer was cut short.
                 raise ProviderError(

@@ -3,7 +3,8 @@
 Decisions a client may notice, each taken because Anthropic's API has no exact counterpart:
 - `max_tokens` is required by Anthropic. GreenGate sends the tighter of the client's `max_tokens` and
   `max_completion_tokens`, else DEFAULT_MAX_TOKENS (4096): enough for a long answer on every current Claude model,
-  small enough that a request without a limit cannot run up minutes of output. MAX_COMPLETION_TOKENS still caps it.
+  small enough that a request without a limit cannot run up minutes of output. (A client's own limit above
+  MAX_COMPLETION_TOKENS is refused before it gets here.)
 - `response_format` (json_object / json_schema) is served the way Anthropic documents JSON output with tools: a
   tool named JSON_TOOL whose `input_schema` is the schema, forced with `tool_choice`, and its input returned as the
   message's text (streamed as text deltas, finish_reason "stop"). If the client also offers tools with
@@ -226,7 +227,7 @@ def _tools(request: ChatRequest) -> list[JSON]:
         if not isinstance(tool, FunctionTool):
             raise _refuse("Custom tools are not supported by this provider; use function tools.")
         function = tool.function
-        if function.name == JSON_TOOL and request.response_format is not None:
+        if function.name == JSON_TOOL and _wants_json(request):
             raise _refuse(f"The tool name '{JSON_TOOL}' is reserved when 'response_format' is set.", "invalid_value")
         definition: JSON = {
             "name": function.name,
@@ -258,6 +259,10 @@ def _tool_choice(request: ChatRequest) -> JSON | None:
     elif choice is None:
         return None  # nothing to say beyond Anthropic's own default
     return result
+
+
+def _wants_json(request: ChatRequest) -> bool:
+    return isinstance(request.response_format, (JSONSchemaFormat, JSONObjectFormat))
 
 
 def _json_tool(request: ChatRequest) -> JSON | None:
@@ -439,15 +444,18 @@ class _Tokens:
 def response_from(message: _Message, json_mode: bool) -> ChatResponse:
     texts: list[str] = []
     calls: list[AnyToolCall] = []
+    answer: str | None = None  # the JSON tool's input, in JSON mode
     for block in message.content:
         if block.type == "text" and block.text:
             texts.append(block.text)
         elif block.type == "tool_use" and block.name is not None and block.id is not None:
             arguments = json.dumps(block.input if block.input is not None else {}, ensure_ascii=False)
             if json_mode and block.name == JSON_TOOL:
-                texts.append(arguments)
+                answer = arguments
             else:
                 calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments)))
+    if answer is not None:
+        texts = [answer]  # any words around it would make the content unparseable as the JSON asked for
     tokens = _Tokens()
     tokens.update(message.usage)
     reply = ResponseMessage(content="".join(texts) if texts or not calls else None, tool_calls=calls or UNSET)
@@ -577,11 +585,11 @@ class AnthropicAdapter:
             message = _message.decode(response.content)
         except msgspec.DecodeError:  # ValidationError is a DecodeError
             raise errors.malformed(target.provider_name) from None
-        return response_from(message, json_mode=request.response_format is not None)
+        return response_from(message, json_mode=_wants_json(request))
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         payload = request_payload(request, target, stream=True)
-        state = _StreamState(json_mode=request.response_format is not None)
+        state = _StreamState(json_mode=_wants_json(request))
         try:
             async with client().stream(
                 "POST",

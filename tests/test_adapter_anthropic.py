@@ -209,12 +209,15 @@ def test_system_and_developer_messages_become_the_system_prompt_and_same_role_tu
     assert "seed" not in body
 
 
-def test_images_go_up_by_url_and_as_base64_with_their_media_type(gateway, api_key, claude, upstream):
+def test_images_go_up_by_url_and_as_base64_with_their_media_type_and_pdfs_as_documents(
+    gateway, api_key, claude, upstream
+):
     claude()
     content = [
         {"type": "text", "text": "compare these"},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}},
     ]
     answer = completion(chat(gateway, api_key, messages=[{"role": "user", "content": content}]))
     assert answer.choices[0].message.content == "Mock reply to: compare these"
@@ -222,6 +225,7 @@ def test_images_go_up_by_url_and_as_base64_with_their_media_type(gateway, api_ke
         {"type": "text", "text": "compare these"},
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}},
     ]
 
 

@@ -344,10 +344,11 @@ def add_openai_routes(app: web.Application, prefix: str) -> None:
 def _wire_formats() -> list[Callable[[web.Application, str], None]]:
     """Each provider's wire format adds its routes under a prefix ("" or a /scenario/{knobs} one)."""
     # Imported here, not at the top: each wire format imports this module.
-    from tests import mock_azure, mock_cohere, mock_compatible
+    from tests import mock_anthropic, mock_azure, mock_cohere, mock_compatible
 
     return [
         add_openai_routes,
+        mock_anthropic.add_anthropic_routes,
         mock_azure.add_azure_routes,
         mock_cohere.add_cohere_routes,
         mock_compatible.add_compatible_routes,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import cache
 
-from providers.adapters import azure, cohere, compatible, mock, openai
+from providers.adapters import anthropic, azure, cohere, compatible, mock, openai
 from providers.adapters.base import LLMProvider, ProviderSpec
 
-_ALL: tuple[ProviderSpec, ...] = (openai.SPEC, azure.SPEC, cohere.SPEC, compatible.SPEC, mock.SPEC)
+_ALL: tuple[ProviderSpec, ...] = (openai.SPEC, azure.SPEC, anthropic.SPEC, cohere.SPEC, compatible.SPEC, mock.SPEC)
 SPECS: dict[str, ProviderSpec] = {spec.kind: spec for spec in _ALL}
 
 

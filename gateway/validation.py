@@ -26,8 +26,12 @@ def decode_object(body: bytes) -> dict[str, Any]:
         raise invalid_request("The request body is not valid UTF-8.", code="invalid_encoding") from None
     except RecursionError:
         raise invalid_request("The request body is nested too deeply.", code="invalid_json") from None
-    except msgspec.ValidationError as exc:  # a number out of range, found while decoding
-        raise _invalid(exc) from None
+    except msgspec.ValidationError as exc:
+        # A number out of range, found while decoding: before any field is known, so no param to name.
+        what = str(exc).split(" - at ", 1)[0]
+        raise invalid_request(
+            f"A number in the request body is out of range ({what.lower()}).", code="invalid_value"
+        ) from None
     except msgspec.DecodeError as exc:
         try:
             body.decode("utf-8")

@@ -102,9 +102,7 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
     def __init__(self) -> None:
         self._inner = aiohttp.ThreadedResolver()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[Any]:
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
         allow_private = private_network_allowed.get()
         if host.rstrip(".").lower() in METADATA_HOSTS:
             raise AddressRefused(f"{host} is a cloud metadata service")

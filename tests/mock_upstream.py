@@ -466,4 +466,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the package's module, not as __main__: the wire formats import tests.mock_upstream, and a second
+    # copy of it would hold other State keys than the app it builds.
+    from tests import mock_upstream
+
+    mock_upstream.main()

@@ -15,6 +15,7 @@ import httpx
 import openai
 import pydantic
 import pytest
+from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.factories import DeploymentFactory, ProviderFactory
@@ -546,14 +547,15 @@ def test_a_cohere_500_is_a_502_and_falls_back_to_the_next_deployment(gateway, ap
     assert failed.json()["error"]["code"] == "upstream_error"
     assert "Mock failure" not in failed.text
     assert answer.choices[0].message.content == "Mock reply to: Hi"
-    assert len(sent(upstream)) == 3
+    # command-down was tried in each of the 1 + UPSTREAM_RETRIES rounds; then 500, fallback.
+    assert len(sent(upstream)) == 1 + settings.UPSTREAM_RETRIES + 2
 
 
-def test_a_cohere_429_passes_its_retry_after_on(gateway, api_key, cohere_route):
+def test_a_cohere_429_is_a_429_with_its_retry_after(gateway, api_key, cohere_route):
     cohere_route(status=429, retry_after=7)
     response = post(gateway, api_key, messages=[{"role": "user", "content": "Hi"}])
 
-    assert response.status_code == 502
+    assert response.status_code == 429  # every deployment rate limited: 429, not 502
     assert response.json()["error"]["code"] == "upstream_rate_limited"
     assert response.headers["retry-after"] == "7"
 

@@ -81,6 +81,7 @@ def test_plain_completion(up: MockUpstream) -> None:
     assert req["path"] == "/v1/chat/completions"
     assert req["body"]["messages"] == HELLO
     assert req["headers"]["Authorization"] == "Bearer x"
+    up.wait_for("done")  # recorded just after the last byte went out, so possibly after the client read it
     assert [e["kind"] for e in up.events] == ["request", "first_byte", "done"]
 
 

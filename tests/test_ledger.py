@@ -128,12 +128,12 @@ def test_every_log_line_of_a_request_carries_its_request_id(gateway, api_key, ro
     assert api_key not in gateway.log() and "sk-upstream-test" not in gateway.log()
 
 
-def test_requests_cut_off_by_a_shutdown_are_still_recorded(api_key, route, upstream, ledger_row):
-    """SIGTERM ends streams in flight; their ledger rows are written before the process exits."""
+def test_a_stream_longer_than_the_shutdown_grace_is_cut_and_still_recorded(api_key, route, upstream, ledger_row):
+    """SIGTERM lets requests finish for SHUTDOWN_GRACE_SECONDS; one still streaming then is cut, and recorded."""
     from tests.conftest import start_gateway, stop_gateway
 
-    route("gpt-test", chunk_delay=0.2, words=50)
-    gateway = start_gateway(log_name="shutdown")
+    route("gpt-test", chunk_delay=0.2, words=100)  # 20 s of words
+    gateway = start_gateway({"SHUTDOWN_GRACE_SECONDS": "1"}, log_name="shutdown")
     try:
         with httpx.Client(timeout=30) as client:
             with client.stream(
@@ -143,14 +143,55 @@ def test_requests_cut_off_by_a_shutdown_are_still_recorded(api_key, route, upstr
                 headers={"Authorization": f"Bearer {api_key}"},
             ) as response:
                 request_id = response.headers["x-request-id"]
-                next(response.iter_lines())
+                stream = response.iter_lines()
+                next(stream)
                 gateway.process.terminate()
-                gateway.process.wait(timeout=15)
+                lines = []
+                with pytest.raises(httpx.RemoteProtocolError):  # cut at the end of the grace
+                    for line in stream:
+                        lines.append(line)
+        assert gateway.process.wait(timeout=15) == 0
     finally:
         stop_gateway(gateway)
-    entry = ledger_row(request_id, timeout=2)
-    assert entry.status_code == 499
-    assert entry.stream
+    assert "data: [DONE]" not in lines
+    entry = ledger_row(request_id, timeout=5)
+    assert entry.status_code == 499 and entry.stream and entry.completion_tokens > 0
+
+
+def test_requests_in_flight_at_sigterm_are_answered_and_recorded(api_key, route, upstream, ledger_row):
+    """The defect this guards: 10 of 10 requests to a 1 s upstream used to get no response and no row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import start_gateway, stop_gateway
+
+    route("gpt-test", latency=1)
+    gateway = start_gateway(log_name="drain")
+    try:
+
+        def ask(i: int) -> httpx.Response:
+            return httpx.post(
+                f"{gateway.url}/v1/chat/completions",
+                json={"model": "gpt-test", "stream": i % 2 == 0, "messages": [{"role": "user", "content": "x"}]},
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=30,
+            )
+
+        with ThreadPoolExecutor(10) as pool:
+            futures = [pool.submit(ask, i) for i in range(10)]
+            for _ in range(10):
+                upstream.wait_for("request", timeout=10)
+            deadline = time.monotonic() + 10
+            while sum(e["kind"] == "request" for e in upstream.events) < 10 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            gateway.process.terminate()
+            responses = [f.result() for f in futures]
+        assert gateway.process.wait(timeout=20) == 0
+    finally:
+        stop_gateway(gateway)
+    assert [r.status_code for r in responses] == [200] * 10
+    assert all("[DONE]" in r.text for r in responses[::2])
+    for response in responses:
+        assert ledger_row(response.headers["x-request-id"], timeout=5).status_code == 200
 
 
 def test_admin_pages_carry_a_request_id_too(gateway):

@@ -62,6 +62,9 @@ async def identify(call: Call, body: bytes, authorization: str | None) -> None:
         call.stream = call.chat.wants_stream
     except GatewayError as exc:
         call.error = exc
+    except Exception:
+        logger.exception("identifying the request failed inside GreenGate")
+        call.error = internal_error()
 
 
 async def serve(call: Call, out: Responder) -> None:

@@ -93,7 +93,7 @@ async def run(call: Call, targets: list[Target], try_one: Callable[[Target], Awa
         round_failures: list[ProviderError] = []
         open_targets: list[Target] = []
         for target in targets:
-            verdict = await breaker.check(target.deployment_id, target.breaker)
+            verdict = await breaker.local.check(target.deployment_id, target.breaker)
             if verdict is breaker.Verdict.OPEN:
                 call.attempt(target, "breaker_open")
                 open_targets.append(target)
@@ -111,14 +111,14 @@ async def run(call: Call, targets: list[Target], try_one: Callable[[Target], Awa
                     )
                 result = await try_one(target)
             except ProviderError as exc:
-                await _note_failure(target, exc, started)
+                await _note_failure(target, exc, started, verdict)
                 call.attempt(target, exc.code)
                 if not exc.retryable:
                     raise from_provider_error(exc) from None
                 round_failures.append(exc)
                 continue
-            transition = await breaker.record(
-                target.deployment_id, target.breaker, ok=True, latency_ms=_elapsed_ms(started)
+            transition = await breaker.local.record(
+                target.deployment_id, target.breaker, verdict=verdict, ok=True, latency_ms=_elapsed_ms(started)
             )
             if transition != "same":
                 logger.warning(
@@ -138,18 +138,25 @@ async def run(call: Call, targets: list[Target], try_one: Callable[[Target], Awa
 
 async def note_stream_failure(target: Target, exc: ProviderError) -> None:
     """A stream that broke after its first chunk still counts against its deployment."""
-    await breaker.record(target.deployment_id, target.breaker, ok=False, latency_ms=0, error=exc.code)
+    await breaker.local.record(
+        target.deployment_id, target.breaker, verdict=breaker.Verdict.CLOSED, ok=False, latency_ms=0, error=exc.code
+    )
 
 
-async def _note_failure(target: Target, exc: ProviderError, started: float) -> None:
+async def _note_failure(target: Target, exc: ProviderError, started: float, verdict: breaker.Verdict) -> None:
     logger.warning(
         "deployment failed",
         extra={"provider": target.provider_name, "deployment": target.deployment_id, "code": exc.code},
     )
     # Only the provider's faults count against it: an upstream 400 is about the request.
     if exc.retryable:
-        transition = await breaker.record(
-            target.deployment_id, target.breaker, ok=False, latency_ms=_elapsed_ms(started), error=exc.code
+        transition = await breaker.local.record(
+            target.deployment_id,
+            target.breaker,
+            verdict=verdict,
+            ok=False,
+            latency_ms=_elapsed_ms(started),
+            error=exc.code,
         )
         if transition != "same":
             logger.warning(

@@ -66,9 +66,11 @@ async def on_shutdown() -> None:
     """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
     from greengate_site import redis
     from ledger.writer import ledger_writer
+    from providers import breaker
     from providers.http import close_clients
 
     await ledger_writer.close()
+    await breaker.local.flush()
     await close_clients()
     await redis.aclose()
 

@@ -96,7 +96,15 @@ class RedisClients:
 
     def _make_async(self) -> aioredis.Redis:
         if self._server is not None:
-            return fakeredis.FakeAsyncRedis(server=self._server, decode_responses=True)
+            # Blocking pool, as for real Redis: a burst waits for a free (in-process) connection instead of
+            # failing with "Too many connections".
+            return fakeredis.FakeAsyncRedis(
+                server=self._server,
+                decode_responses=True,
+                connection_pool_class=aioredis.BlockingConnectionPool,
+                max_connections=MAX_CONNECTIONS,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+            )
         assert self.url is not None
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url,

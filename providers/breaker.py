@@ -12,10 +12,18 @@ failed at `failure_rate` or more. While open, calls fail fast. After `open_secon
 
 Each check and each record is one Lua script, so concurrent instances cannot both take the last probe.
 If Redis is unreachable, breakers let every call through (a missing breaker must not stop traffic).
+
+The hot path mostly talks to memory (`local`): a "closed" verdict is trusted for TRUST_SECONDS, and
+successes on a closed breaker are counted in the process and flushed every FLUSH_SECONDS in one script
+call per deployment. Failures, and every call while a breaker is not closed, go to Redis at once. So an
+instance honours a breaker another opened within TRUST_SECONDS, and the health page's figures lag by at
+most FLUSH_SECONDS. (Measured: two Lua calls per request cost the in-process stand-in about 3 ms.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +38,8 @@ from providers.types import BreakerPolicy as Policy
 logger = logging.getLogger(__name__)
 
 SAMPLES = 200  # latency samples kept per deployment, for the health page's percentiles
+TRUST_SECONDS = 0.25
+FLUSH_SECONDS = 0.5
 
 
 class Verdict(StrEnum):
@@ -130,6 +140,31 @@ return result
 )
 
 
+_SUCCESSES = shared.register_script(
+    """
+local now = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local window_ms = tonumber(ARGV[3])
+local last_ok = tonumber(ARGV[4])
+local ttl_ms = tonumber(ARGV[5])
+local samples = tonumber(ARGV[6])
+local win_start = tonumber(redis.call('HGET', KEYS[1], 'win_start') or '0')
+if now - win_start >= window_ms then
+  redis.call('HSET', KEYS[1], 'win_start', now, 'win_total', 0, 'win_fail', 0)
+end
+redis.call('HINCRBY', KEYS[1], 'win_total', count)
+-- A success resets the run of failures, unless a failure came after it.
+local last_error_at = tonumber(redis.call('HGET', KEYS[1], 'last_error_at') or '0')
+if last_ok > last_error_at then redis.call('HSET', KEYS[1], 'fails', 0) end
+for i = 7, #ARGV do redis.call('LPUSH', KEYS[2], '1:' .. ARGV[i]) end
+redis.call('LTRIM', KEYS[2], 0, samples - 1)
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
+return count
+"""
+)
+
+
 def breaker_key(deployment_id: int, redis: RedisClients | None = None) -> str:
     return (redis or shared.clients()).key("cb", deployment_id)
 
@@ -167,8 +202,7 @@ async def record(
 ) -> str:
     """Note one call's outcome; returns "opened", "closed" or "same"."""
     redis = redis or shared.clients()
-    # Idle breakers disappear on their own, long after anything in them matters.
-    ttl_ms = int(max(policy.window_seconds, policy.open_seconds) * 1000 * 20)
+    ttl_ms = _ttl_ms(policy)
     try:
         result = await _RECORD(
             [breaker_key(deployment_id, redis), samples_key(deployment_id, redis), redis.key("cb", "events")],
@@ -192,6 +226,87 @@ async def record(
         logger.warning("breaker record failed", exc_info=True)
         return "same"
     return str(result)
+
+
+def _ttl_ms(policy: Policy) -> int:
+    # Idle breakers disappear on their own, long after anything in them matters.
+    return int(max(policy.window_seconds, policy.open_seconds) * 1000 * 20)
+
+
+@dataclass(slots=True)
+class _Successes:
+    policy: Policy
+    latencies: list[int]
+    last_at_ms: int = 0
+
+
+class LocalView:
+    """This process's short-lived view of its breakers, so that most calls cost no Redis round trip."""
+
+    def __init__(self, redis: RedisClients | None = None) -> None:
+        self._redis = redis
+        self._closed_until: dict[int, float] = {}
+        self._pending: dict[int, _Successes] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def check(self, deployment_id: int, policy: Policy) -> Verdict:
+        now = time.monotonic()
+        if self._closed_until.get(deployment_id, 0.0) > now:
+            return Verdict.CLOSED
+        verdict = await check(deployment_id, policy, redis=self._redis)
+        if verdict is Verdict.CLOSED:
+            self._closed_until[deployment_id] = now + TRUST_SECONDS
+        return verdict
+
+    async def record(
+        self, deployment_id: int, policy: Policy, *, verdict: Verdict, ok: bool, latency_ms: int, error: str = ""
+    ) -> str:
+        if ok and verdict is Verdict.CLOSED:
+            pending = self._pending.get(deployment_id)
+            if pending is None:
+                pending = self._pending[deployment_id] = _Successes(policy, [])
+            pending.latencies.append(latency_ms)
+            pending.last_at_ms = _now_ms()
+            self._ensure_flusher()
+            return "same"
+        self._closed_until.pop(deployment_id, None)
+        return await record(deployment_id, policy, ok=ok, latency_ms=latency_ms, error=error, redis=self._redis)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        redis = self._redis or shared.clients()
+        for deployment_id, successes in pending.items():
+            policy = successes.policy
+            try:
+                await _SUCCESSES(
+                    [breaker_key(deployment_id, redis), samples_key(deployment_id, redis)],
+                    [
+                        _now_ms(),
+                        len(successes.latencies),
+                        int(policy.window_seconds * 1000),
+                        successes.last_at_ms,
+                        _ttl_ms(policy),
+                        SAMPLES,
+                        *successes.latencies[-SAMPLES:],
+                    ],
+                    client=redis.async_client(),
+                )
+            except Exception:  # noqa: BLE001 - statistics only; the next flush carries on
+                logger.warning("breaker statistics flush failed", exc_info=True)
+
+    def _ensure_flusher(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
+            # An empty context: the flusher outlives the request that started it.
+            self._flusher = loop.create_task(self._flush_forever(), context=contextvars.Context())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+
+local = LocalView()
 
 
 async def retry_after(deployment_id: int, *, redis: RedisClients | None = None) -> float:

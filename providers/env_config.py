@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from greengate_site.env import ConfigError, env_list, env_str, env_url
 from providers.adapters.registry import SPECS
 
+DEFAULT_SEQUENCE = ("openai", "azure", "anthropic", "cohere", "compatible", "mock")
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
@@ -54,7 +56,8 @@ def _model_pairs(name: str, items: list[str]) -> tuple[tuple[str, str], ...]:
 
 def provider_configs() -> tuple[list[str], dict[str, ProviderConfig]]:
     """LLM_PROVIDER_SEQUENCE and each kind's configuration, in fallback order."""
-    sequence = env_list("LLM_PROVIDER_SEQUENCE", ["openai", "mock"])
+    # Every kind by default: each is set up only when its variables are set (the demo always).
+    sequence = env_list("LLM_PROVIDER_SEQUENCE", list(DEFAULT_SEQUENCE))
     unknown = [kind for kind in sequence if kind not in SPECS]
     if unknown:
         raise ConfigError(

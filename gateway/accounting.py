@@ -7,11 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from gateway.call import CLIENT_CLOSED, Call
+from gateway.call import CHAT, CLIENT_CLOSED, ENDPOINTS, Call
 from gateway.schemas import Usage, message_text
 from ledger.models import LedgerEntry
 from ledger.writer import ledger_writer
-from providers.tokens import count_messages, count_text
+from providers.tokens import count_messages, count_text, embedding_input_tokens, encoding_for
 
 logger = logging.getLogger("greengate.requests")
 
@@ -29,6 +29,12 @@ def final_usage(call: Call) -> tuple[Usage, str]:
     """The upstream's usage, else GreenGate's own count of what was asked and sent; and the encoding counted with."""
     if call.usage is not None:
         return call.usage, ""
+    if call.embedding is not None and call.attempts:
+        # Embeddings generate nothing: the input is the whole bill.
+        model = call.target.upstream_model if call.target else call.embedding.model
+        return Usage.of(input=embedding_input_tokens(call.embedding.inputs, model).tokens, output=0), (
+            encoding_for(model)
+        )
     if call.chat is None or not call.attempts:
         return Usage(), ""
     model = call.target.upstream_model if call.target else call.chat.model
@@ -71,7 +77,7 @@ def _entry(call: Call) -> LedgerEntry:
     usage, encoding = final_usage(call)
     entry = _bare_entry(call)
     entry.stream = call.stream
-    entry.model = call.chat.model if call.chat else ""
+    entry.model = call.model
     if call.target is not None:
         entry.provider = call.target.provider_name
         entry.upstream_model = call.target.upstream_model
@@ -92,7 +98,7 @@ def _entry(call: Call) -> LedgerEntry:
 
 def _log(call: Call, entry: LedgerEntry) -> None:
     logger.info(
-        "chat completion",
+        "chat completion" if call.endpoint == CHAT else "embeddings",
         extra={
             "status": entry.status_code,
             "error_code": entry.error_code or None,
@@ -111,8 +117,9 @@ def _log(call: Call, entry: LedgerEntry) -> None:
 
 
 def account_refused(request_id: str, path: str, status: int, code: str, *, client_request_id: str = "") -> None:
-    """A completion the server refused before GreenGate read it (too large, too slow) still gets its row."""
-    if path == "/v1/chat/completions":
-        call = Call(request_id=request_id, client_request_id=client_request_id)
+    """A pipeline request the server refused before GreenGate read it (too large, too slow) still gets its row."""
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is not None:
+        call = Call(request_id=request_id, client_request_id=client_request_id, endpoint=endpoint)
         call.fail(status, code)
         account(call)

@@ -23,7 +23,7 @@ from django.conf import settings
 
 from gateway.call import Call
 from gateway.errors import GatewayError, from_provider_error
-from gateway.schemas import ChatChunk, ChatResponse
+from gateway.schemas import ChatChunk, ChatResponse, EmbeddingResult
 from providers import breaker, network
 from providers.adapters.registry import adapter_for
 from providers.types import ProviderError, Target
@@ -47,6 +47,32 @@ async def complete(call: Call, targets: list[Target]) -> ChatResponse:
                 return await adapter_for(target.kind).complete(chat, target)
         except TimeoutError:
             raise timed_out(target) from None
+
+    return await run(call, targets, try_one)
+
+
+async def embed(call: Call, targets: list[Target]) -> EmbeddingResult:
+    assert call.embedding is not None
+    request = call.embedding
+
+    async def try_one(target: Target) -> EmbeddingResult:
+        # Like a JSON completion, the answer arrives at once.
+        limit = min(target.first_byte_timeout, target.total_timeout)
+        try:
+            async with asyncio.timeout(limit):
+                result = await adapter_for(target.kind).embed(request, target)
+        except TimeoutError:
+            raise timed_out(target) from None
+        if len(result.vectors) != len(request.inputs):
+            # A vector short would shift every index after it: a broken answer, worth trying elsewhere.
+            raise ProviderError(
+                502,
+                f"Provider '{target.provider_name}' returned {len(result.vectors)} embeddings for "
+                f"{len(request.inputs)} inputs.",
+                retryable=True,
+                code="upstream_malformed",
+            )
+        return result
 
     return await run(call, targets, try_one)
 
@@ -189,13 +215,11 @@ def _exhausted_error(failures: list[ProviderError]) -> GatewayError:
 
 
 async def _all_open(call: Call, targets: list[Target]) -> GatewayError:
-    assert call.chat is not None
     waits = [await breaker.retry_after(t.deployment_id) for t in targets]
     retry_after = max(1, round(min(waits, default=1.0)))
     return GatewayError(
         503,
-        f"Every deployment of model '{call.chat.model}' is failing and paused (circuit open); "
-        f"retry in {retry_after} s.",
+        f"Every deployment of model '{call.model}' is failing and paused (circuit open); retry in {retry_after} s.",
         type="server_error",
         code="model_unavailable",
         headers={"Retry-After": str(retry_after)},

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gateway.schemas import ChatRequest, Usage
+from gateway.schemas import ChatRequest, EmbeddingRequest, Usage
 
 if TYPE_CHECKING:
     from gateway.errors import GatewayError
@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from providers.types import Target
 
 CLIENT_CLOSED = 499  # the client left before the answer was complete (nginx's convention)
+CHAT = "chat.completions"
+EMBEDDINGS = "embeddings"
+# The API paths that run the pipeline, and the endpoint each is recorded as.
+ENDPOINTS = {"/v1/chat/completions": CHAT, "/v1/embeddings": EMBEDDINGS}
 
 
 @dataclass(slots=True)
@@ -27,10 +31,11 @@ class Attempt:
 class Call:
     request_id: str
     client_request_id: str = ""
-    endpoint: str = "chat.completions"
+    endpoint: str = CHAT
     started: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     chat: ChatRequest | None = None
+    embedding: EmbeddingRequest | None = None
     stream: bool = False
     key: KeyEntry | None = None
     snapshot: Snapshot | None = None
@@ -46,6 +51,13 @@ class Call:
     first_token_at: float | None = None
     cache_status: str = "none"
     accounted: bool = False
+
+    @property
+    def model(self) -> str:
+        """The model the client asked for, once the request is parsed."""
+        if self.chat is not None:
+            return self.chat.model
+        return self.embedding.model if self.embedding is not None else ""
 
     def fail(self, status: int, code: str | None) -> None:
         self.status = status

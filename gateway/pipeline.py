@@ -14,7 +14,9 @@ Transports only adapt this to their wire: they hand `serve()` a Responder and wr
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import struct
 from typing import Protocol
 
 from msgspec import UNSET
@@ -22,11 +24,20 @@ from msgspec import UNSET
 from gateway import attempts
 from gateway.accounting import account, final_usage
 from gateway.auth import authenticate
-from gateway.call import Call
-from gateway.errors import GatewayError, from_provider_error, internal_error, model_not_found
+from gateway.call import EMBEDDINGS, Call
+from gateway.errors import GatewayError, from_provider_error, internal_error, invalid_request, model_not_found
 from gateway.live_config import live_config
-from gateway.schemas import ChatChunk, Usage, encoder
-from gateway.validation import parse_chat_request
+from gateway.schemas import (
+    ChatChunk,
+    Embedding,
+    EmbeddingResponse,
+    EmbeddingResult,
+    EmbeddingUsage,
+    Usage,
+    encoder,
+)
+from gateway.validation import parse_chat_request, parse_embedding_request
+from providers.adapters.registry import spec_for
 from providers.router import attempt_order
 from providers.types import ProviderError, Target
 
@@ -58,8 +69,11 @@ async def identify(call: Call, body: bytes, authorization: str | None) -> None:
     """
     try:
         call.key, call.snapshot = await authenticate(authorization, live_config)
-        call.chat = parse_chat_request(body)
-        call.stream = call.chat.wants_stream
+        if call.endpoint == EMBEDDINGS:
+            call.embedding = parse_embedding_request(body)
+        else:
+            call.chat = parse_chat_request(body)
+            call.stream = call.chat.wants_stream
     except GatewayError as exc:
         call.error = exc
     except Exception:
@@ -75,7 +89,9 @@ async def serve(call: Call, out: Responder) -> None:
         if await answer_from_cache(call, out):
             return
         targets = route(call)
-        if call.stream:
+        if call.embedding is not None:
+            await answer_embeddings(call, targets, out)
+        elif call.stream:
             await answer_stream(call, targets, out)
         else:
             await answer_json(call, targets, out)
@@ -109,10 +125,19 @@ async def answer_from_cache(call: Call, out: Responder) -> bool:
 
 # 5. Route.
 def route(call: Call) -> list[Target]:
-    assert call.chat is not None and call.snapshot is not None
-    targets = call.snapshot.routes.get(call.chat.model)
+    assert call.snapshot is not None
+    targets = call.snapshot.routes.get(call.model)
     if not targets:
-        raise model_not_found(call.chat.model)
+        raise model_not_found(call.model)
+    if call.embedding is not None:
+        # An embedding model is a deployment like any other; only kinds with an embeddings API can serve it.
+        targets = tuple(t for t in targets if spec_for(t.kind).supports.embeddings)
+        if not targets:
+            raise invalid_request(
+                f"The model '{call.model}' cannot create embeddings: none of its providers has an embeddings API.",
+                param="model",
+                code="model_not_supported",
+            )
     return attempt_order(targets)
 
 
@@ -128,6 +153,37 @@ async def answer_json(call: Call, targets: list[Target], out: Responder) -> None
     call.status = 200
     account(call)
     await out.json(200, encoder.encode(response), [])
+
+
+# 6-7. Call and account, for embeddings.
+async def answer_embeddings(call: Call, targets: list[Target], out: Responder) -> None:
+    assert call.embedding is not None
+    result = await attempts.embed(call, targets)
+    assert call.target is not None
+    if result.input_tokens is not None:
+        call.usage = Usage.of(input=result.input_tokens, output=0)
+    usage, _ = final_usage(call)  # the upstream's count, else GreenGate's
+    call.status = 200
+    account(call)
+    body = _embedding_response(result, call.target.upstream_model, usage, call.embedding.encoding_format == "base64")
+    await out.json(200, encoder.encode(body), [])
+
+
+def _embedding_response(result: EmbeddingResult, model: str, usage: Usage, as_base64: bool) -> EmbeddingResponse:
+    """Adapters deal in floats; "base64" is made here, as OpenAI makes it: little-endian float32 bytes."""
+    data = [
+        Embedding(index=i, embedding=_float32_base64(vector) if as_base64 else vector)
+        for i, vector in enumerate(result.vectors)
+    ]
+    return EmbeddingResponse(
+        data=data,
+        model=model,
+        usage=EmbeddingUsage(prompt_tokens=usage.input_tokens, total_tokens=usage.input_tokens),
+    )
+
+
+def _float32_base64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 # 6-7. Call and account, as server-sent events.

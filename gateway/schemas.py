@@ -9,7 +9,7 @@ fields GreenGate does not know are kept in `ChatRequest.passthrough` and forward
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -441,6 +441,84 @@ class ChatChunk(Struct):
                 if call.function is not None:
                     parts.append((call.function.name or "") + (call.function.arguments or ""))
         return "".join(parts)
+
+
+# --- Embeddings ------------------------------------------------------------------------------------------------
+
+# OpenAI's limits: at most 2048 inputs per request, none of them empty. Token ids are non-negative 32-bit ints.
+MAX_EMBEDDING_INPUTS = 2048
+TokenId = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+EmbeddingText = Annotated[str, Meta(min_length=1)]
+TokenIds = Annotated[list[TokenId], Meta(min_length=1)]
+# msgspec allows one array type per union, so a list's items are a union and validation checks that they agree.
+EmbeddingItem = EmbeddingText | TokenId | TokenIds
+EmbeddingInput = EmbeddingText | Annotated[list[EmbeddingItem], Meta(min_length=1, max_length=MAX_EMBEDDING_INPUTS)]
+
+
+class EmbeddingRequest(_Request):
+    """An embeddings request as OpenAI defines it: `input` is a string, strings, token ids, or lists of token ids."""
+
+    model: ModelName
+    input: EmbeddingInput
+    dimensions: PositiveInt | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    user: Annotated[str, Meta(max_length=256)] | None = None
+    # As ChatRequest's: unknown top-level fields, and the validated body as sent (filled by the parser).
+    passthrough: JSONObject = {}
+    raw: JSONObject = {}
+
+    @property
+    def inputs(self) -> list[str] | list[list[int]]:
+        """Each input on its own: texts, or token-id lists (a flat list of ids is one input).
+
+        Validation made a list's items all texts, all ids, or all id lists.
+        """
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value[0], int):
+            return [cast(list[int], value)]
+        return cast("list[str] | list[list[int]]", value)
+
+    @property
+    def texts(self) -> list[str] | None:
+        """The inputs as texts, or None when they are token ids."""
+        inputs = self.inputs
+        return cast(list[str], inputs) if isinstance(inputs[0], str) else None
+
+
+KNOWN_EMBEDDING_FIELDS = frozenset(EmbeddingRequest.__struct_fields__) - {"passthrough", "raw"}
+
+
+# What little-endian float32 (OpenAI's base64 form) can hold: adapters read upstream vectors as these.
+Float32 = Annotated[float, Meta(ge=-3.4028234663852886e38, le=3.4028234663852886e38)]
+
+
+class EmbeddingResult(Struct):
+    """What an adapter hands back: one float vector per input, in order, and the input tokens if the upstream
+    reported them (None: GreenGate counts them)."""
+
+    vectors: list[list[float]]
+    input_tokens: int | None = None
+
+
+class EmbeddingUsage(Struct):
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Embedding(Struct):
+    index: int
+    # Floats, or the base64 of their little-endian float32 bytes when the client asked for "base64".
+    embedding: list[float] | str
+    object: Literal["embedding"] = "embedding"
+
+
+class EmbeddingResponse(Struct):
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    object: Literal["list"] = "list"
 
 
 # --- Errors ----------------------------------------------------------------------------------------------------

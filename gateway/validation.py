@@ -9,7 +9,7 @@ import msgspec
 from django.conf import settings
 
 from gateway.errors import GatewayError, invalid_request
-from gateway.schemas import KNOWN_REQUEST_FIELDS, ChatRequest
+from gateway.schemas import KNOWN_EMBEDDING_FIELDS, KNOWN_REQUEST_FIELDS, ChatRequest, EmbeddingRequest
 
 _decoder = msgspec.json.Decoder()
 _AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -47,20 +47,50 @@ def decode_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def parse_chat_request(body: bytes) -> ChatRequest:
-    data = decode_object(body)
+def _split(data: dict[str, Any], known_fields: frozenset[str]) -> dict[str, Any]:
+    """The fields a request type knows, with the rest kept apart as `passthrough` and the whole as `raw`."""
     known: dict[str, Any] = {}
     passthrough: dict[str, Any] = {}
     for name, value in data.items():
-        (known if name in KNOWN_REQUEST_FIELDS else passthrough)[name] = value
+        (known if name in known_fields else passthrough)[name] = value
     known["passthrough"] = passthrough
     known["raw"] = data
+    return known
+
+
+def parse_chat_request(body: bytes) -> ChatRequest:
     try:
-        request = msgspec.convert(known, ChatRequest)
+        request = msgspec.convert(_split(decode_object(body), KNOWN_REQUEST_FIELDS), ChatRequest)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
     _check_limits(request)
     return request
+
+
+def parse_embedding_request(body: bytes) -> EmbeddingRequest:
+    try:
+        request = msgspec.convert(_split(decode_object(body), KNOWN_EMBEDDING_FIELDS), EmbeddingRequest)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None
+    _check_input_kinds(request)
+    return request
+
+
+def _check_input_kinds(request: EmbeddingRequest) -> None:
+    """A list of inputs is all texts, all token ids, or all token-id lists: the types allow each item any of them."""
+    value = request.input
+    if isinstance(value, str):
+        return
+    first = type(value[0])
+    for index, item in enumerate(value):
+        if type(item) is not first:
+            kinds = {str: "a string", int: "a token id", list: "a list of token ids"}
+            raise invalid_request(
+                f"Invalid type for 'input[{index}]': expected {kinds[first]} like 'input[0]', got {kinds[type(item)]}. "
+                "'input' is a string, a list of strings, a list of token ids, or a list of token-id lists.",
+                param=f"input[{index}]",
+                code="invalid_type",
+            )
 
 
 def _check_limits(request: ChatRequest) -> None:
@@ -99,7 +129,8 @@ def _invalid(exc: msgspec.ValidationError) -> GatewayError:
             f"Missing required parameter: '{field}'.", param=field, code="missing_required_parameter"
         )
     if what.endswith("of length >= 1"):
-        return invalid_request(f"'{param}' must not be empty.", param=param or None, code="empty_array")
+        code = "empty_string" if what.startswith("Expected `str`") else "empty_array"
+        return invalid_request(f"'{param}' must not be empty.", param=param or None, code=code)
     where = f" for '{param}'" if param else ""
     if what.startswith("Expected `") and ", got `" in what:
         return invalid_request(

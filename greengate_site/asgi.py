@@ -18,11 +18,12 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.urls import path, re_path
 
 from gateway.accounting import account_refused
+from gateway.call import EMBEDDINGS
 from gateway.transport.asgi import (
     AmbiguousPathGuard,
     APIHandler,
-    ChatCompletionsJoint,
     CORSMiddleware,
+    PipelineJoint,
     unknown_api_path,
 )
 from gateway.transport.consumers import ChatStreamConsumer
@@ -34,7 +35,8 @@ api_app = APIHandler()
 api = CORSMiddleware(
     URLRouter(
         [
-            path("chat/completions", ChatCompletionsJoint(api_app, ChatStreamConsumer.as_asgi())),
+            path("chat/completions", PipelineJoint(api_app, ChatStreamConsumer.as_asgi())),
+            path("embeddings", PipelineJoint(api_app, api_app, endpoint=EMBEDDINGS)),
             re_path(r"^models(/.+)?$", api_app),
             # Anything else under /v1 (a typo, a trailing slash) gets OpenAI's 404, not an HTML page.
             re_path(r"", unknown_api_path),

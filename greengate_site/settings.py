@@ -92,6 +92,7 @@ UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000, minimum=1)
 # Providers bootstrapped from the environment, as the adapter registry declares them; admin edits apply live.
 LLM_PROVIDER_SEQUENCE, PROVIDER_CONFIGS = provider_configs()
 DEMO_MODEL = "greengate-demo"
+DEMO_EMBEDDING_MODEL = "greengate-demo-embedding"
 
 # Provider credentials are encrypted at rest with this Fernet key (derived from SECRET_KEY if unset).
 ENCRYPTION_KEY = env_str("GREENGATE_ENCRYPTION_KEY")

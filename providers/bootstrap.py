@@ -101,8 +101,9 @@ def _bootstrap_demo(demo: ProviderConfig, configs: dict[str, ProviderConfig], re
     changes = []
     provider, created = Provider.objects.get_or_create(name=DEMO_PROVIDER, defaults={"kind": "mock"})
     if created:
-        changes.append("demo provider created (offline, canned answers)")
+        changes.append("demo provider created (offline, canned answers and hash-based embeddings)")
     _deploy(provider, settings.DEMO_MODEL, demo)
+    _deploy(provider, settings.DEMO_EMBEDDING_MODEL, demo)
     served = {model for config in real for model, _ in config.models}
     if served:
         # Model names a real provider serves must never fall back to canned text.

@@ -7,7 +7,7 @@ outside OpenAI's family is only approximated by them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -52,6 +52,16 @@ def count_messages(texts: Iterable[str], model: str) -> TokenCount:
     total = REPLY_PRIMER
     for text in texts:
         total += MESSAGE_OVERHEAD + (len(codec.encode_ordinary(text)) if text else 0)
+    return TokenCount(total, encoding)
+
+
+def embedding_input_tokens(inputs: Sequence[str] | Sequence[Sequence[int]], model: str) -> TokenCount:
+    """Tokens of embedding inputs: each text counted, token-id lists by their length; no framing."""
+    encoding = encoding_for(model)
+    codec = _encoding(encoding)
+    total = 0
+    for item in inputs:
+        total += len(codec.encode_ordinary(item)) if isinstance(item, str) else len(item)
     return TokenCount(total, encoding)
 
 

@@ -9,7 +9,8 @@ Azure-specific behaviour:
 - an api-version older than 2024-09-01 refuses ``stream_options`` with 400, as Azure does;
 - a user message containing ``[filter-prompt]`` is refused with Azure's 400 ``content_filter`` error, one
   containing ``[filter-output]`` ends with ``finish_reason: "content_filter"``.
-Requests are recorded with their query string (``requests[i]["query"]``).
+POST {prefix}/openai/deployments/{deployment}/embeddings answers as ``openai_embeddings`` does, with the same
+checks. Requests are recorded with their query string (``requests[i]["query"]``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.mock_upstream import (
     Handler,
     _State,
     openai_chat,
+    openai_embeddings,
     openai_text,
     parse_knobs,
     sse,
@@ -191,3 +193,6 @@ async def azure_chat(ex: Exchange, body: Any) -> web.StreamResponse:
 def add_azure_routes(app: web.Application, prefix: str) -> None:
     path = f"{prefix}/openai/deployments/{{deployment}}/chat/completions"
     app.router.add_post(path, knob_route(azure_chat, azure_error, exchange=AzureExchange, refuse=azure_checks))
+    # Embeddings: OpenAI's payloads as they are (Azure adds no content-filter fields to them).
+    embeddings = f"{prefix}/openai/deployments/{{deployment}}/embeddings"
+    app.router.add_post(embeddings, knob_route(openai_embeddings, azure_error, refuse=azure_checks))

@@ -1,4 +1,6 @@
-"""Cohere's v2 Chat wire format for the mock upstream: POST {prefix}/v2/chat, JSON and server-sent events.
+"""Cohere's v2 Chat and Embed wire formats for the mock upstream: POST {prefix}/v2/chat (JSON and server-sent
+events) and POST {prefix}/v2/embed (float vectors from ``mock_embedding``, tokens in ``meta.billed_units``; each
+body checked against the SDK's embed signature and the rules Cohere documents, recorded as for chat).
 
 Payloads are built from the official SDK's types (``cohere`` 7.3.1) and checked against them before they are
 sent; each request body is checked against the SDK's own v2 chat request signature, and the verdict is kept
@@ -32,7 +34,17 @@ _main = sys.modules.get("__main__")
 if getattr(getattr(_main, "__spec__", None), "name", None) == "tests.mock_upstream":
     sys.modules.setdefault("tests.mock_upstream", _main)
 
-from tests.mock_upstream import _PIECE_RE, JSON, STATE, Exchange, Frame, count_tokens, reply_pieces, wire_route  # noqa: E402
+from tests.mock_upstream import (  # noqa: E402
+    _PIECE_RE,
+    JSON,
+    STATE,
+    Exchange,
+    Frame,
+    count_tokens,
+    mock_embedding,
+    reply_pieces,
+    wire_route,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cohere"
 # Upstream model names that replay saved payloads: (JSON answer, stream).
@@ -45,22 +57,24 @@ RECORDED = {
 # --- Requests, checked against the SDK's declared request shape -----------------------------------------------
 
 
-def _request_model() -> type[pydantic.BaseModel]:
-    """A pydantic model of the v2 chat request, from the SDK's own `chat()` signature (it has no request type)."""
-    hints = typing.get_type_hints(RawV2Client.chat, include_extras=True)
+def _request_model(method: Any, name: str, **extra: Any) -> type[pydantic.BaseModel]:
+    """A pydantic model of a v2 request, from the SDK's own method signature (it has no request types)."""
+    hints = typing.get_type_hints(method, include_extras=True)
     fields: dict[str, Any] = {}
-    for name, param in inspect.signature(RawV2Client.chat).parameters.items():
-        if name in ("self", "request_options"):
+    for param_name, param in inspect.signature(method).parameters.items():
+        if param_name in ("self", "request_options"):
             continue
         required = param.default is inspect.Parameter.empty
-        fields[name] = (hints[name], ... if required else None)
-    fields["stream"] = (bool, False)
+        fields[param_name] = (hints[param_name], ... if required else None)
+    fields.update(extra)
     return pydantic.create_model(
-        "V2ChatRequest", __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
+        name, __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
     )
 
 
-_REQUEST = _request_model()
+_REQUEST = _request_model(RawV2Client.chat, "V2ChatRequest", stream=(bool, False))
+_EMBED_REQUEST = _request_model(RawV2Client.embed, "V2EmbedRequest")
+_EMBED_RESPONSE = pydantic.TypeAdapter(cohere.EmbedByTypeResponse)
 _RESPONSE = pydantic.TypeAdapter(cohere.V2ChatResponse)
 _STREAM_EVENT = pydantic.TypeAdapter(cohere.StreamedChatResponseV2)
 
@@ -318,5 +332,55 @@ async def _replay(ex: Exchange, model: str, stream: bool) -> web.StreamResponse:
     return await ex.stream(frames)
 
 
+# --- Embed -------------------------------------------------------------------------------------------------------
+
+# Rules Cohere documents in words where the SDK types say "str" or "Any".
+EMBED_MAX_TEXTS = 96
+EMBED_INPUT_TYPES = {"search_document", "search_query", "classification", "clustering", "image"}
+EMBED_TYPES = {"float", "int8", "uint8", "binary", "ubinary", "base64"}
+EMBED_DIMENSIONS = {256, 512, 1024, 1536}
+
+
+def validate_embed_request(body: Any) -> list[str]:
+    """What is wrong with a v2 embed request body, per the SDK's signature and documented rules; [] if nothing."""
+    try:
+        request = _EMBED_REQUEST.model_validate(body)
+    except pydantic.ValidationError as exc:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    problems = []
+    if request.input_type not in EMBED_INPUT_TYPES:
+        problems.append(f"input_type: {request.input_type!r} is not one of {sorted(EMBED_INPUT_TYPES)}")
+    if not request.texts or len(request.texts) > EMBED_MAX_TEXTS:
+        problems.append(f"texts: 1 to {EMBED_MAX_TEXTS} texts")
+    if request.embedding_types is not None and not set(request.embedding_types) <= EMBED_TYPES:
+        problems.append(f"embedding_types: {request.embedding_types!r}")
+    if request.output_dimension is not None and request.output_dimension not in EMBED_DIMENSIONS:
+        problems.append(f"output_dimension: one of {sorted(EMBED_DIMENSIONS)}")
+    return problems
+
+
+async def cohere_embed(ex: Exchange, body: Any) -> web.StreamResponse:
+    problems = validate_embed_request(body)
+    _record(ex, body, problems)
+    if problems:
+        return await ex.send(cohere_error(400, "invalid request: " + "; ".join(problems)), 400)
+    texts: list[str] = body["texts"]
+    vectors = [mock_embedding(text, body.get("output_dimension")) for text in texts]
+    meta = None
+    if not ex.knobs.get("no_usage"):
+        meta = cohere.ApiMeta(billed_units=cohere.ApiMetaBilledUnits(input_tokens=sum(map(count_tokens, texts))))
+    response = cohere.EmbedByTypeResponse(
+        id=f"mock-embed-{ex.n}",
+        response_type="embeddings_by_type",
+        embeddings=cohere.EmbedByTypeResponseEmbeddings(float_=vectors),
+        texts=texts,
+        meta=meta,
+    )
+    payload = _wire(response.model_dump(mode="json", by_alias=True))
+    _EMBED_RESPONSE.validate_python(payload)
+    return await ex.reply(payload)
+
+
 def add_cohere_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{prefix}/v2/chat", wire_route(cohere_chat, cohere_error))
+    app.router.add_post(f"{prefix}/v2/embed", wire_route(cohere_embed, cohere_error))

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import re
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +26,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 from aiohttp import web
+from openai.types import CreateEmbeddingResponse
 
 JSON = dict[str, Any]
 Frame = tuple[bytes, bool]  # an SSE frame and whether it carries content
@@ -310,6 +314,60 @@ async def openai_chat(ex: Exchange, body: Any) -> web.StreamResponse:
     return await ex.stream(frames)
 
 
+# --- OpenAI Embeddings -------------------------------------------------------
+
+MOCK_EMBEDDING_DIMENSIONS = 8
+
+
+def mock_embedding(item: str | list[int], dimensions: int | None = None) -> list[float]:
+    """The mock's vector for one input: from its hash, in multiples of 1/128 so float32 holds it exactly."""
+    size = dimensions or MOCK_EMBEDDING_DIMENSIONS
+    return [(b - 128) / 128 for b in hashlib.shake_256(json.dumps(item).encode()).digest(size)]
+
+
+def embedding_inputs(value: Any) -> list[str] | list[list[int]] | None:
+    """OpenAI's `input` forms as a list of inputs; None if it is none of them."""
+    if isinstance(value, str) and value:
+        return [value]
+    if not isinstance(value, list) or not value or len(value) > 2048:
+        return None
+    if all(isinstance(v, str) and v for v in value):
+        return value
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [value]
+    if all(isinstance(v, list) and v and all(isinstance(i, int) for i in v) for v in value):
+        return value
+    return None
+
+
+async def openai_embeddings(ex: Exchange, body: Any) -> web.StreamResponse:
+    inputs = embedding_inputs(body.get("input")) if isinstance(body, dict) else None
+    if inputs is None or not isinstance(body.get("model"), str):
+        return await ex.send(openai_error(400, "'model' and a valid 'input' are required."), 400)
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 1):
+        return await ex.send(openai_error(400, "'dimensions' must be a positive integer."), 400)
+    vectors = [mock_embedding(item, dimensions) for item in inputs]
+    tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in inputs)
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    # The SDK's type is the float form (it decodes base64 itself), so the payload is checked before encoding.
+    CreateEmbeddingResponse.model_validate(payload)
+    if body.get("encoding_format") == "base64":
+        for item in data:
+            item["embedding"] = base64.b64encode(
+                struct.pack(f"<{len(item['embedding'])}f", *item["embedding"])
+            ).decode()
+    if ex.knobs.get("no_usage"):
+        del payload["usage"]
+    return await ex.reply(payload)
+
+
 async def openai_models(request: web.Request) -> web.Response:
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "mock"} for m in OPENAI_MODELS]
     return web.json_response({"object": "list", "data": data})
@@ -338,6 +396,7 @@ async def _watch_clients(app: web.Application) -> AsyncIterator[None]:
 
 def add_openai_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{prefix}/v1/chat/completions", wire_route(openai_chat, openai_error))
+    app.router.add_post(f"{prefix}/v1/embeddings", wire_route(openai_embeddings, openai_error))
     app.router.add_get(f"{prefix}/v1/models", openai_models)
 
 

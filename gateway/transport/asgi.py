@@ -1,4 +1,4 @@
-"""The ASGI edge of the API: reads a completion's body once, identifies the call, then picks its transport.
+"""The ASGI edge of the API: reads a pipeline request's body once, identifies the call, then picks its transport.
 
 Also here: the Django handler the API runs on, OpenAI-shaped answers for unknown /v1 paths, and CORS.
 """
@@ -14,7 +14,7 @@ from django.core.handlers.exception import convert_exception_to_response
 
 from gateway import pipeline
 from gateway.accounting import recorded
-from gateway.call import Call
+from gateway.call import CHAT, Call
 from gateway.errors import GatewayError, request_too_large, unknown_url
 from gateway.transport.consumers import CALL_KEY
 from greengate_site.request_context import header_value
@@ -59,22 +59,26 @@ async def send_error(send: Send, error: GatewayError, *, close: bool = False) ->
     await send({"type": "http.response.body", "body": body})
 
 
-class ChatCompletionsJoint:
-    """POST /v1/chat/completions: body read once and bounded, key checked, body parsed once, then the transport.
+class PipelineJoint:
+    """POST to a pipeline endpoint (/v1/chat/completions, /v1/embeddings): body read once and bounded, key
+    checked, body parsed once, then the transport (embeddings never stream, so their stream app is the JSON one).
 
     The request is recorded in the ledger from here on, whatever happens: `recorded` accounts it exactly once.
     Other methods go to the JSON view, which answers 405.
     """
 
-    def __init__(self, json_app: ASGIApp, stream_app: ASGIApp) -> None:
+    def __init__(self, json_app: ASGIApp, stream_app: ASGIApp, *, endpoint: str = CHAT) -> None:
         self.json_app = json_app
         self.stream_app = stream_app
+        self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await self.json_app(scope, receive, send)
             return
-        call = Call(request_id=request_id_of(scope), client_request_id=client_request_id_of(scope))
+        call = Call(
+            request_id=request_id_of(scope), client_request_id=client_request_id_of(scope), endpoint=self.endpoint
+        )
         async with recorded(call):
             body = await _read_body(receive, settings.MAX_REQUEST_BYTES)
             if body is None:

@@ -64,13 +64,23 @@ def openai_exception_handler(exc: Exception, context: Any) -> Response:
     return Response(error.body(), status=error.status)
 
 
-class ChatCompletionsView(GatewayAPIView):
+class PipelineView(GatewayAPIView):
+    """A request the ASGI edge identified (its Call on the scope), answered as JSON by the pipeline."""
+
     async def post(self, request: Any) -> HttpResponse:
         call: Call = request.scope[CALL_KEY]
         out = JsonResponder()
         await pipeline.serve(call, out)
         assert out.response is not None
         return out.response
+
+
+class ChatCompletionsView(PipelineView):
+    pass
+
+
+class EmbeddingsView(PipelineView):
+    pass
 
 
 def _model_card(name: str) -> dict[str, Any]:

@@ -639,5 +639,6 @@ SPEC: ProviderSpec = ProviderSpec(
         default_models=("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5", "claude-haiku-4-5"),
         options={SAMPLING_OPTION: "omit"},
     ),
-    supports=Supports(n_above_one=False),
+    # Anthropic has no embeddings API: the pipeline never asks this adapter for one.
+    supports=Supports(n_above_one=False, embeddings=False),
 )

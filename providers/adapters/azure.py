@@ -1,8 +1,9 @@
 """Azure OpenAI: OpenAI's wire format behind per-deployment URLs, an `api-key` header and content filters.
 
 Differences from OpenAI, each a hook override of `OpenAIAdapter`:
-- URL: {endpoint}/openai/deployments/{deployment}/chat/completions?api-version={version}. A deployment's
-  `upstream_model` is the Azure deployment name; the API version comes from Target.options.
+- URL: {endpoint}/openai/deployments/{deployment}/chat/completions?api-version={version} (…/embeddings for
+  embeddings). A deployment's `upstream_model` is the Azure deployment name; the API version comes from
+  Target.options.
 - Auth: `api-key: <key>`; never an Authorization header (Azure reads a bearer token as Entra ID, not a key).
 - Body: OpenAI's, `model` kept (set to the deployment name): Azure routes by the URL and ignores it.
 - Streaming usage: `stream_options` exists from api-version 2024-09-01-preview (and GA 2024-10-21); older
@@ -70,11 +71,17 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     kind = "azure"
 
     def url(self, target: Target) -> str:
+        return self._deployment_url(target, "chat/completions")
+
+    def embeddings_url(self, target: Target) -> str:
+        return self._deployment_url(target, "embeddings")
+
+    def _deployment_url(self, target: Target, operation: str) -> str:
         # Tolerate an endpoint pasted with Azure's /openai path already on it.
         endpoint = target.base_url.rstrip("/").removesuffix("/openai")
         deployment = quote(target.upstream_model, safe="")
         version = quote(api_version(target), safe="")
-        return f"{endpoint}/openai/deployments/{deployment}/chat/completions?api-version={version}"
+        return f"{endpoint}/openai/deployments/{deployment}/{operation}?api-version={version}"
 
     def headers(self, target: Target) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.schemas import ChatChunk, ChatRequest, ChatResponse
+from gateway.schemas import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResult
 from providers.types import Target
 
 
@@ -16,6 +16,10 @@ class LLMProvider(Protocol):
     async def complete(self, request: ChatRequest, target: Target) -> ChatResponse: ...
 
     def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]: ...
+
+    async def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+        """One float vector per input, in order. Only called on kinds whose Supports.embeddings is true."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,8 @@ class Supports:
     images: bool = True
     json_schema: bool = True
     n_above_one: bool = True
+    # Serves POST /v1/embeddings; a model whose deployments all lack it is refused with a 400.
+    embeddings: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,13 @@ Back (Cohere -> OpenAI): text parts joined into `content`; `thinking` parts and 
 shape has no place for them); tool calls keep their ids and JSON-string arguments; COMPLETE/STOP_SEQUENCE -> stop,
 MAX_TOKENS -> length, TOOL_CALL -> tool_calls, ERROR/TIMEOUT -> ProviderError. Usage from `usage.tokens` (what the
 model processed), else `billed_units`, with `cached_tokens` as cached input.
+
+Embeddings (POST {base_url}/v2/embed): `input` texts -> `texts`, `dimensions` -> `output_dimension`, always
+`embedding_types: ["float"]` (GreenGate makes base64 itself). `input_type` is "search_document", what stored
+documents need; a client embedding search queries (or for classification or clustering) may send Cohere's own
+`input_type` as an extra field, and it is passed on. Cohere takes at most 96 texts per call, so longer inputs
+go as several calls in order. Token-id inputs are refused (Cohere embeds text only). Tokens come from
+`meta.billed_units.input_tokens`.
 """
 
 from __future__ import annotations
@@ -45,7 +52,10 @@ from gateway.schemas import (
     CustomToolCall,
     Delta,
     DeveloperMessage,
+    EmbeddingRequest,
+    EmbeddingResult,
     FilePart,
+    Float32,
     FunctionCall,
     FunctionChoice,
     FunctionDelta,
@@ -386,6 +396,54 @@ def _finish(reason: str | None, error: str | None, target: Target, *, retryable:
     return "stop"  # a reason newer than this adapter: the answer did end
 
 
+# --- Embeddings ------------------------------------------------------------------------------------------------
+
+# Cohere's documented limit of texts per embed call.
+EMBED_BATCH = 96
+DEFAULT_INPUT_TYPE = "search_document"
+INPUT_TYPES = frozenset({"search_document", "search_query", "classification", "clustering"})
+
+
+class _Floats(Struct):
+    float: list[list[Float32]] | None = None
+
+
+class _BilledUnits(Struct):
+    input_tokens: Count | None = None
+
+
+class _Meta(Struct):
+    billed_units: _BilledUnits | None = None
+
+
+class _Embed(Struct):
+    embeddings: _Floats
+    meta: _Meta | None = None
+
+
+_embed = msgspec.json.Decoder(_Embed)
+
+
+def embed_body(request: EmbeddingRequest, texts: list[str], target: Target) -> JSON:
+    input_type = request.passthrough.get("input_type", DEFAULT_INPUT_TYPE)
+    if input_type not in INPUT_TYPES:
+        raise ProviderError(
+            400,
+            f"'input_type' must be one of {', '.join(sorted(INPUT_TYPES))} for this model's provider (Cohere).",
+            retryable=False,
+            code="invalid_value",
+        )
+    body: JSON = {
+        "model": target.upstream_model,
+        "texts": texts,
+        "input_type": input_type,
+        "embedding_types": ["float"],
+    }
+    if request.dimensions is not None:
+        body["output_dimension"] = request.dimensions
+    return body
+
+
 class CohereAdapter:
     kind = "cohere"
 
@@ -434,6 +492,40 @@ class CohereAdapter:
             choices=[Choice(index=0, message=message, finish_reason=finish)],
             usage=_usage(answer.usage),
         )
+
+    async def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+        texts = request.texts
+        if texts is None:
+            raise _unsupported("Token-id input (send text)")
+        url = target.base_url.rstrip("/").removesuffix("/v2") + "/v2/embed"
+        vectors: list[list[float]] = []
+        tokens: int | None = 0
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            payload = encoder.encode(embed_body(request, batch, target))
+            try:
+                response = await client().post(
+                    url, content=payload, headers=self.headers(target), timeout=timeouts(target)
+                )
+            except TRANSPORT_ERRORS as exc:
+                raise errors.from_transport(exc, target.provider_name) from None
+            if response.status_code != 200:
+                raise errors.from_status(response.status_code, response.content, response.headers, target.provider_name)
+            try:
+                answer = _embed.decode(response.content)
+            except msgspec.DecodeError:  # ValidationError is a DecodeError
+                raise errors.malformed(target.provider_name) from None
+            floats = answer.embeddings.float
+            if floats is None or len(floats) != len(batch):
+                raise errors.malformed(target.provider_name)
+            vectors += floats
+            billed = answer.meta.billed_units if answer.meta is not None else None
+            # One batch without a count leaves the whole count to GreenGate.
+            if tokens is not None and billed is not None and billed.input_tokens is not None:
+                tokens += int(billed.input_tokens)
+            else:
+                tokens = None
+        return EmbeddingResult(vectors=vectors, input_tokens=tokens)
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         body = request_body(request, target, stream=True)
@@ -560,7 +652,7 @@ class _StreamRelay:
 
 SPEC: ProviderSpec = ProviderSpec(
     kind="cohere",
-    label="Cohere (v2 Chat API)",
+    label="Cohere (v2 Chat and Embed APIs)",
     adapter=CohereAdapter,
     env=EnvConfig(
         api_key="COHERE_API_KEY",

@@ -2,18 +2,32 @@
 
 Providers that speak OpenAI's format with differences (Azure OpenAI, self-hosted compatible servers) subclass
 `OpenAIAdapter` and override its hooks: `url`, `headers`, `payload`, `error`, `finish_reason`, `parse_chunk`
-and `stream_ended`.
+and `stream_ended`; for embeddings, `embeddings_url`.
+
+Embeddings: POST {base}/embeddings with the client's body, `encoding_format` always "float" (GreenGate makes
+base64 itself, so every adapter deals in floats).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import msgspec
+from msgspec import Meta, Struct
 
-from gateway.schemas import FINISH_REASONS, ChatChunk, ChatRequest, ChatResponse, ErrorBody, encoder
+from gateway.schemas import (
+    FINISH_REASONS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
+    ErrorBody,
+    Float32,
+    encoder,
+)
 from providers.adapters import errors
 from providers.adapters.base import EnvConfig, ProviderSpec
 from providers.http import TRANSPORT_ERRORS, client, timeouts
@@ -22,6 +36,38 @@ from providers.types import ProviderError, Target
 _response = msgspec.json.Decoder(ChatResponse)
 _chunk = msgspec.json.Decoder(ChatChunk)
 _error = msgspec.json.Decoder(ErrorBody)
+
+
+class _EmbeddingItem(Struct):
+    embedding: list[Float32]
+    index: int | None = None
+
+
+class _EmbeddingUsage(Struct):
+    prompt_tokens: Annotated[int, Meta(ge=0, le=10**12)] | None = None
+
+
+class _Embeddings(Struct):
+    data: list[_EmbeddingItem]
+    usage: _EmbeddingUsage | None = None
+
+
+_embeddings = msgspec.json.Decoder(_Embeddings)
+
+
+def embedding_result(data: bytes, target: Target) -> EmbeddingResult:
+    """OpenAI's embeddings answer (float form) as GreenGate's result, vectors in input order."""
+    try:
+        body = _embeddings.decode(data)
+    except msgspec.DecodeError:  # ValidationError is a DecodeError
+        raise errors.malformed(target.provider_name) from None
+    items = body.data
+    if all(item.index is not None for item in items):
+        items = sorted(items, key=lambda item: item.index or 0)
+        if [item.index for item in items] != list(range(len(items))):
+            raise errors.malformed(target.provider_name)
+    tokens = body.usage.prompt_tokens if body.usage is not None else None
+    return EmbeddingResult(vectors=[item.embedding for item in items], input_tokens=tokens)
 
 
 def request_body(request: ChatRequest, target: Target, *, stream: bool) -> bytes:
@@ -69,6 +115,9 @@ class OpenAIAdapter:
     def url(self, target: Target) -> str:
         return target.base_url.rstrip("/") + "/chat/completions"
 
+    def embeddings_url(self, target: Target) -> str:
+        return target.base_url.rstrip("/") + "/embeddings"
+
     def payload(self, request: ChatRequest, target: Target, *, stream: bool) -> dict[str, Any]:
         return request_payload(request, target, stream=stream)
 
@@ -108,19 +157,25 @@ class OpenAIAdapter:
 
     # --- The calls ---------------------------------------------------------------------------------------------
 
-    async def complete(self, request: ChatRequest, target: Target) -> ChatResponse:
+    async def _post(self, url: str, payload: dict[str, Any], target: Target) -> bytes:
+        """POST a JSON payload; the 200 answer's body, or the failure as a ProviderError."""
         try:
             response = await client().post(
-                self.url(target),
-                content=encoder.encode(self.payload(request, target, stream=False)),
-                headers=self.headers(target),
-                timeout=timeouts(target),
+                url, content=encoder.encode(payload), headers=self.headers(target), timeout=timeouts(target)
             )
         except TRANSPORT_ERRORS as exc:
             raise errors.from_transport(exc, target.provider_name) from None
         if response.status_code != 200:
             raise self.error(response.status_code, response.content, response.headers, target)
-        return self.parse_response(response.content, target)
+        return response.content
+
+    async def complete(self, request: ChatRequest, target: Target) -> ChatResponse:
+        body = await self._post(self.url(target), self.payload(request, target, stream=False), target)
+        return self.parse_response(body, target)
+
+    async def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+        payload = {**request.raw, "model": target.upstream_model, "encoding_format": "float"}
+        return embedding_result(await self._post(self.embeddings_url(target), payload, target), target)
 
     async def stream(self, request: ChatRequest, target: Target) -> AsyncGenerator[ChatChunk, None]:
         http = client()

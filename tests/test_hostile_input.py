@@ -375,7 +375,7 @@ def test_a_stream_past_its_first_byte_timeout_with_nowhere_to_go_gets_a_json_504
         ("GET", "/v1/"),
         ("POST", "/v1/chat/completions/%00"),
         ("GET", "/v1/%ED%A0%80"),
-        ("DELETE", "/v1/embeddings"),
+        ("DELETE", "/v1/files"),
     ],
 )
 def test_unknown_paths_under_v1_get_openai_shaped_404s(gateway, api_key, method, path):
@@ -395,6 +395,8 @@ def test_unknown_paths_under_v1_get_openai_shaped_404s(gateway, api_key, method,
         ("POST", "/v1/models"),
         ("DELETE", "/v1/models"),
         ("PUT", "/v1/models/gpt-test"),
+        ("DELETE", "/v1/embeddings"),
+        ("GET", "/v1/embeddings"),
     ],
 )
 def test_wrong_methods_get_openai_shaped_405s(gateway, api_key, route, method, path):

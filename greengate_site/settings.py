@@ -52,10 +52,10 @@ HOST = env_str("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error", "critical"}).upper()
 
-# Request limits: a body over MAX_REQUEST_BYTES is refused before it is read (see server.py).
+# Request limits: a body over MAX_REQUEST_BYTES is refused before it is read (see greengate_site/server/).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES  # Django's own cap must not undercut ours
-# Deadlines the server enforces (see server.py); read here too so a bad value stops every entry point.
+# Deadlines the server enforces (see greengate_site/server/); read here too so a bad value stops every entry point.
 HEADER_TIMEOUT_SECONDS = header_timeout_seconds()
 BODY_TIMEOUT_SECONDS = body_timeout_seconds()
 KEEPALIVE_TIMEOUT_SECONDS = keepalive_timeout_seconds()

@@ -377,13 +377,14 @@ class Choice(Struct):
     logprobs: JSONObject | None = None
 
 
-class ChatResponse(Struct):
+class ChatResponse(Struct, kw_only=True):
+    # Keyword-only, so the fields can keep OpenAI's order on the wire.
     id: str
+    object: Literal["chat.completion"] = "chat.completion"
     # Defaults only so that an upstream omitting one is still readable.
     created: int = 0
     model: str = ""
     choices: list[Choice] = []
-    object: Literal["chat.completion"] = "chat.completion"
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | UnsetType = UNSET
@@ -419,12 +420,12 @@ class ChunkChoice(Struct):
     logprobs: JSONObject | None = None
 
 
-class ChatChunk(Struct):
+class ChatChunk(Struct, kw_only=True):
     id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int = 0
     model: str = ""
     choices: list[ChunkChoice] = []
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     system_fingerprint: str | None = None
     service_tier: str | UnsetType = UNSET
     # Present (null) on every chunk when the client asked for usage, set on the last one.
@@ -507,18 +508,18 @@ class EmbeddingUsage(Struct):
     total_tokens: int = 0
 
 
-class Embedding(Struct):
+class Embedding(Struct, kw_only=True):
+    object: Literal["embedding"] = "embedding"
     index: int
     # Floats, or the base64 of their little-endian float32 bytes when the client asked for "base64".
     embedding: list[float] | str
-    object: Literal["embedding"] = "embedding"
 
 
-class EmbeddingResponse(Struct):
+class EmbeddingResponse(Struct, kw_only=True):
+    object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
-    object: Literal["list"] = "list"
 
 
 # --- Errors ----------------------------------------------------------------------------------------------------

@@ -193,11 +193,12 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
     include_usage = call.chat.include_usage
     try:
         await out.start_stream([])
-        chunk: ChatChunk | None = first
-        while chunk is not None:
-            if _relay(call, chunk, include_usage):
-                await out.event(encoder.encode(chunk))
-            async with asyncio.timeout_at(deadline):
+        # One deadline for the whole relay (a timer per chunk cost measurably at high concurrency).
+        async with asyncio.timeout_at(deadline):
+            chunk: ChatChunk | None = first
+            while chunk is not None:
+                if _relay(call, chunk, include_usage):
+                    await out.event(encoder.encode(chunk))
                 chunk = await anext(upstream, None)
         call.status = 200
         account(call)

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gateway import lifecycle
 from gateway.call import CHAT, CLIENT_CLOSED, ENDPOINTS, Call
 from gateway.schemas import Usage, message_text
 from ledger.models import LedgerEntry
@@ -29,13 +30,18 @@ def final_usage(call: Call) -> tuple[Usage, str]:
     """The upstream's usage, else GreenGate's own count of what was asked and sent; and the encoding counted with."""
     if call.usage is not None:
         return call.usage, ""
-    if call.embedding is not None and call.attempts:
+    # Only what a provider actually processed is billed: a call it accepted (answered, or still working when
+    # the client left), or one that streamed something before failing. Refusals and skipped breakers cost 0.
+    processed = bool(call.output) or any(a.outcome in ("ok", "cancelled") for a in call.attempts)
+    if not processed:
+        return Usage(), ""
+    if call.embedding is not None:
         # Embeddings generate nothing: the input is the whole bill.
         model = call.target.upstream_model if call.target else call.embedding.model
         return Usage.of(input=embedding_input_tokens(call.embedding.inputs, model).tokens, output=0), (
             encoding_for(model)
         )
-    if call.chat is None or not call.attempts:
+    if call.chat is None:
         return Usage(), ""
     model = call.target.upstream_model if call.target else call.chat.model
     prompt = count_messages((message_text(m) for m in call.chat.messages), model)
@@ -49,7 +55,11 @@ def account(call: Call) -> None:
         return
     call.accounted = True
     if call.status is None:
-        call.fail(CLIENT_CLOSED, "client_disconnected")
+        # Cut off before an answer: by a shutdown's grace running out, or by the client leaving.
+        if lifecycle.draining:
+            call.fail(503, "server_shutting_down")
+        else:
+            call.fail(CLIENT_CLOSED, "client_disconnected")
     try:
         entry = _entry(call)
     except Exception:  # noqa: BLE001 - the row must be written even if a detail of it cannot be worked out
@@ -73,6 +83,10 @@ def _bare_entry(call: Call) -> LedgerEntry:
     )
 
 
+def _bounded(count: int) -> int:
+    return min(max(int(count), 0), 2**31 - 1)
+
+
 def _entry(call: Call) -> LedgerEntry:
     usage, encoding = final_usage(call)
     entry = _bare_entry(call)
@@ -82,13 +96,14 @@ def _entry(call: Call) -> LedgerEntry:
         entry.provider = call.target.provider_name
         entry.upstream_model = call.target.upstream_model
     entry.cache_status = call.cache_status
-    entry.attempts = len(call.attempts)
+    entry.attempts = sum(1 for a in call.attempts if a.outcome != "breaker_open")
     entry.providers_tried = " ".join(f"{a.provider}:{a.outcome}" for a in call.attempts)
-    entry.prompt_tokens = usage.input_tokens
-    entry.completion_tokens = usage.output_tokens
-    entry.cached_input_tokens = usage.cached_input_tokens
-    entry.cache_write_tokens = usage.cache_write_tokens
-    entry.reasoning_tokens = usage.reasoning_tokens
+    # Bounded again here: whatever happened upstream, the row must fit its columns, or it is lost.
+    entry.prompt_tokens = _bounded(usage.input_tokens)
+    entry.completion_tokens = _bounded(usage.output_tokens)
+    entry.cached_input_tokens = _bounded(usage.cached_input_tokens)
+    entry.cache_write_tokens = _bounded(usage.cache_write_tokens)
+    entry.reasoning_tokens = _bounded(usage.reasoning_tokens)
     entry.usage_estimated = bool(encoding)
     entry.token_encoding = encoding
     if call.first_token_at is not None:

@@ -25,6 +25,7 @@ from gateway.call import Call
 from gateway.errors import GatewayError, from_provider_error
 from gateway.schemas import ChatChunk, ChatResponse, EmbeddingResult
 from providers import breaker, network
+from providers.adapters import errors
 from providers.adapters.registry import adapter_for
 from providers.types import ProviderError, Target
 
@@ -103,6 +104,15 @@ async def open_stream(call: Call, targets: list[Target]) -> Stream:
         except TimeoutError:
             await upstream.aclose()
             raise timed_out(target) from None
+        except ProviderError as exc:
+            await upstream.aclose()
+            if exc.status >= 500 and not exc.retryable:
+                # Nothing reached the client yet: an in-stream error or a cut before the first chunk may still
+                # fall through to the next deployment.
+                raise ProviderError(
+                    exc.status, exc.message, retryable=True, retry_after=exc.retry_after, code=exc.code
+                ) from None
+            raise
         except BaseException:
             await upstream.aclose()
             raise
@@ -137,12 +147,20 @@ async def run(call: Call, targets: list[Target], try_one: Callable[[Target], Awa
                     )
                 result = await try_one(target)
             except ProviderError as exc:
+                exc.message = errors.redact(exc.message, target.api_key)
                 await _note_failure(target, exc, started, verdict)
                 call.attempt(target, exc.code)
                 if not exc.retryable:
                     raise from_provider_error(exc) from None
                 round_failures.append(exc)
                 continue
+            except asyncio.CancelledError:
+                # The client left (or the server is stopping) while this deployment was working: the attempt
+                # counts, and a probe it held is handed back so the breaker is not stuck half-open.
+                call.attempt(target, "cancelled")
+                if verdict is breaker.Verdict.PROBE:
+                    await asyncio.shield(breaker.release_probe(target.deployment_id))
+                raise
             transition = await breaker.local.record(
                 target.deployment_id, target.breaker, verdict=verdict, ok=True, latency_ms=_elapsed_ms(started)
             )
@@ -174,8 +192,13 @@ async def _note_failure(target: Target, exc: ProviderError, started: float, verd
         "deployment failed",
         extra={"provider": target.provider_name, "deployment": target.deployment_id, "code": exc.code},
     )
-    # Only the provider's faults count against it: an upstream 400 is about the request.
-    if exc.retryable:
+    # Only the provider's faults count against it: an upstream 400 is about the request, and a 429 is the
+    # provider asking for less traffic, which Retry-After and the client's 429 already convey.
+    counts = (exc.retryable and exc.code != RATE_LIMITED) or exc.code == "upstream_auth_failed"
+    if not counts and verdict is breaker.Verdict.PROBE:
+        # A probe the provider answered, even with a refusal: it is up again.
+        await breaker.local.record(target.deployment_id, target.breaker, verdict=verdict, ok=True, latency_ms=0)
+    if counts:
         transition = await breaker.local.record(
             target.deployment_id,
             target.breaker,

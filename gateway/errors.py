@@ -75,8 +75,8 @@ def request_too_large(limit: int) -> GatewayError:
 
 def from_provider_error(exc: ProviderError) -> GatewayError:
     """400 when the upstream judged the request itself bad, 504 for a timeout, 502 for any other failure."""
-    if exc.status == 400:
-        return GatewayError(400, exc.message, code=exc.code)
+    if exc.status in (400, 404):
+        return GatewayError(exc.status, exc.message, code=exc.code)
     status = 504 if exc.code == "upstream_timeout" else 502
     headers = {"Retry-After": str(round(exc.retry_after))} if exc.retry_after else {}
     return GatewayError(status, exc.message, type="upstream_error", code=exc.code, headers=headers)

@@ -37,6 +37,7 @@ from gateway.schemas import (
     encoder,
 )
 from gateway.validation import parse_chat_request, parse_embedding_request
+from providers.adapters import errors
 from providers.adapters.registry import spec_for
 from providers.router import attempt_order
 from providers.types import ProviderError, Target
@@ -88,7 +89,7 @@ async def serve(call: Call, out: Responder) -> None:
         await admit(call)
         if await answer_from_cache(call, out):
             return
-        targets = route(call)
+        targets = await route(call)
         if call.embedding is not None:
             await answer_embeddings(call, targets, out)
         elif call.stream:
@@ -124,9 +125,15 @@ async def answer_from_cache(call: Call, out: Responder) -> bool:
 
 
 # 5. Route.
-def route(call: Call) -> list[Target]:
+async def route(call: Call) -> list[Target]:
     assert call.snapshot is not None
     targets = call.snapshot.routes.get(call.model)
+    if not targets:
+        # Perhaps a route added a moment ago by another process (the CLI, without Redis): look once more.
+        fresher = await live_config.reload_after_miss()
+        if fresher is not None:
+            call.snapshot = fresher
+            targets = fresher.routes.get(call.model)
     if not targets:
         raise model_not_found(call.model)
     if call.embedding is not None:
@@ -146,8 +153,8 @@ async def answer_json(call: Call, targets: list[Target], out: Responder) -> None
     response = await attempts.complete(call, targets)
     for choice in response.choices:
         call.saw_output(choice.message.content or "")
-    call.usage = response.usage
-    if response.usage is None:
+    call.usage = response.usage if response.usage is not None and response.usage.is_sane() else None
+    if call.usage is None:
         # The upstream sent no usage: give the client GreenGate's own count, as the ledger keeps it.
         response.usage = final_usage(call)[0]
     call.status = 200
@@ -160,7 +167,7 @@ async def answer_embeddings(call: Call, targets: list[Target], out: Responder) -
     assert call.embedding is not None
     result = await attempts.embed(call, targets)
     assert call.target is not None
-    if result.input_tokens is not None:
+    if result.input_tokens is not None and 0 <= result.input_tokens < 2**31:
         call.usage = Usage.of(input=result.input_tokens, output=0)
     usage, _ = final_usage(call)  # the upstream's count, else GreenGate's
     call.status = 200
@@ -210,6 +217,7 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
         raise from_provider_error(attempts.timed_out(call.target)) from None
     except ProviderError as exc:
         assert call.target is not None
+        exc.message = errors.redact(exc.message, call.target.api_key)
         await attempts.note_stream_failure(call.target, exc)
         raise from_provider_error(exc) from None
     finally:
@@ -218,7 +226,7 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
 
 def _relay(call: Call, chunk: ChatChunk, include_usage: bool) -> bool:
     """Note what the chunk carries; whether to pass it on. Usage goes out once, last, after accounting."""
-    if isinstance(chunk.usage, Usage):
+    if isinstance(chunk.usage, Usage) and chunk.usage.is_sane():
         call.usage = chunk.usage
     call.saw_output(chunk.text() + chunk.tool_text())
     if not chunk.choices:

@@ -332,6 +332,18 @@ class Usage(Struct):
             completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning),
         )
 
+    def is_sane(self) -> bool:
+        """Counts a ledger can hold: whole, not negative, below 2**31. An upstream reporting anything else is
+        not believed, and GreenGate counts the tokens itself."""
+        counts = [self.prompt_tokens, self.completion_tokens, self.total_tokens]
+        if self.prompt_tokens_details is not None:
+            counts.append(self.prompt_tokens_details.cached_tokens)
+            if isinstance(self.prompt_tokens_details.cache_write_tokens, int):
+                counts.append(self.prompt_tokens_details.cache_write_tokens)
+        if self.completion_tokens_details is not None:
+            counts.append(self.completion_tokens_details.reasoning_tokens)
+        return all(isinstance(n, int) and 0 <= n < 2**31 for n in counts)
+
     @property
     def input_tokens(self) -> int:
         return self.prompt_tokens

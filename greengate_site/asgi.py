@@ -19,6 +19,7 @@ from django.urls import path, re_path
 
 from gateway.accounting import account_refused
 from gateway.call import EMBEDDINGS
+from gateway.lifecycle import start_draining
 from gateway.transport.asgi import (
     AmbiguousPathGuard,
     APIHandler,
@@ -80,3 +81,4 @@ async def on_shutdown() -> None:
 # Hooks the server (greengate_site.server) calls: it refuses some requests itself, and drains on SIGTERM.
 application.on_refused = account_refused
 application.on_shutdown = on_shutdown
+application.on_draining = start_draining

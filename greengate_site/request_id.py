@@ -36,7 +36,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         headers = scope["headers"]
-        request_id = new_request_id()
+        # GreenGate's server makes the id when it hands the request over, so that an answer it must give itself
+        # later (a 503 at the end of a shutdown's grace) carries the same id as the ledger row.
+        request_id = scope.get(SCOPE_KEY) or new_request_id()
         client_id = client_request_id(
             header_value(headers, b"x-client-request-id") or header_value(headers, b"x-request-id")
         )

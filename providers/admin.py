@@ -1,5 +1,10 @@
+from collections.abc import Callable
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from providers import health
@@ -9,9 +14,9 @@ from providers.models import Deployment, Provider
 
 class ProviderForm(forms.ModelForm):
     kind = forms.ChoiceField(choices=kind_choices, help_text="Which adapter speaks to it.")
-    base_url = forms.URLField(
-        required=False, max_length=500, assume_scheme="https", help_text="API root, e.g. https://api.openai.com/v1"
-    )
+    # A plain text field: Django's URL validator refuses single-label hosts (http://ollama:11434/v1), which
+    # local servers use; the model's own check (providers.network) decides what is allowed.
+    base_url = forms.CharField(required=False, max_length=500, help_text="API root, e.g. https://api.openai.com/v1")
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -72,16 +77,38 @@ class ProviderAdmin(admin.ModelAdmin):
     def credential(self, obj: Provider) -> str:
         return "set" if obj.api_key else "—"
 
+    def _viewing(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        """Staff is not enough: the health page is for those who may see providers."""
+
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not self.has_view_permission(request):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return guarded
+
+    def _changing(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return guarded
+
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
         return [
             path(
                 "health/",
-                wrap(lambda r: health.health_page(r, self.admin_site.each_context(r))),
+                wrap(self._viewing(lambda r: health.health_page(r, self.admin_site.each_context(r)))),
                 name="providers_health",
             ),
-            path("health/data/", wrap(health.health_data), name="providers_health_data"),
-            path("health/<int:deployment_id>/reset/", wrap(health.reset_breaker), name="providers_health_reset"),
+            path("health/data/", wrap(self._viewing(health.health_data)), name="providers_health_data"),
+            path(
+                "health/<int:deployment_id>/reset/",
+                wrap(self._changing(health.reset_breaker)),
+                name="providers_health_reset",
+            ),
             *super().get_urls(),
         ]
 

@@ -309,6 +309,24 @@ class LocalView:
 local = LocalView()
 
 
+_RELEASE = shared.register_script(
+    """
+local probes = tonumber(redis.call('HGET', KEYS[1], 'probes') or '0')
+if probes > 0 then redis.call('HINCRBY', KEYS[1], 'probes', -1) end
+return probes
+"""
+)
+
+
+async def release_probe(deployment_id: int, *, redis: RedisClients | None = None) -> None:
+    """Hand back a half-open probe whose call ended without telling anything about the provider."""
+    redis = redis or shared.clients()
+    try:
+        await _RELEASE([breaker_key(deployment_id, redis)], [], client=redis.async_client())
+    except Exception:  # noqa: BLE001 - the probe is taken back when the next open period starts anyway
+        logger.warning("breaker probe release failed", exc_info=True)
+
+
 async def retry_after(deployment_id: int, *, redis: RedisClients | None = None) -> float:
     """Seconds until an open breaker lets a probe through (for the client's Retry-After)."""
     redis = redis or shared.clients()

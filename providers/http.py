@@ -16,13 +16,22 @@ from django.conf import settings
 from httpx_aiohttp import AiohttpTransport
 
 from greengate_site.request_context import request_id_var
-from providers.network import GuardedResolver
+from providers.network import GuardedResolver, private_network_allowed
 from providers.types import Target
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# Per loop, and per network policy: a pooled connection made for a provider allowed to reach an internal
+# address must never be reused for one that is not (pools are keyed by host and port only).
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 # What a failed upstream call can raise: the transport maps most aiohttp errors to httpx's, not all.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.HTTPError, aiohttp.ClientError, TimeoutError)
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    aiohttp.ClientError,
+    TimeoutError,
+)
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -64,9 +73,14 @@ class UpstreamClient(httpx.AsyncClient):
 
 
 def client() -> httpx.AsyncClient:
+    """The client for the calling deployment's network policy (set by the attempt loop)."""
     # One per loop because a connection pool is bound to the loop that made it.
     loop = asyncio.get_running_loop()
-    existing = _clients.get(loop)
+    allow_private = private_network_allowed.get()
+    per_policy = _clients.get(loop)
+    if per_policy is None:
+        per_policy = _clients[loop] = {}
+    existing = per_policy.get(allow_private)
     if existing is None or existing.is_closed:
         session = aiohttp.ClientSession(
             # No DNS cache: each new connection's addresses are checked against the calling deployment's rule.
@@ -75,7 +89,7 @@ def client() -> httpx.AsyncClient:
                 limit_per_host=0,
                 keepalive_timeout=30,
                 use_dns_cache=False,
-                resolver=GuardedResolver(),
+                resolver=GuardedResolver(allow_private=allow_private),
             ),
             auto_decompress=True,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -86,7 +100,7 @@ def client() -> httpx.AsyncClient:
             follow_redirects=False,
             event_hooks={"request": [_tag_request]},
         )
-        _clients[loop] = existing
+        per_policy[allow_private] = existing
     return existing
 
 
@@ -100,6 +114,5 @@ def timeouts(target: Target) -> httpx.Timeout:
 
 async def close_clients() -> None:
     """Close this loop's upstream connections (shutdown)."""
-    existing = _clients.pop(asyncio.get_running_loop(), None)
-    if existing is not None:
+    for existing in _clients.pop(asyncio.get_running_loop(), {}).values():
         await existing.aclose()

@@ -18,7 +18,8 @@ class Provider(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     # No `choices` here: the adapter registry is the only list of kinds, so adding one needs no migration.
     kind = models.CharField(max_length=32, help_text="Which adapter speaks to it.")
-    base_url = models.URLField(max_length=500, blank=True, help_text="API root, e.g. https://api.openai.com/v1")
+    # Not a URLField: its validator refuses single-label hosts (http://ollama:11434/v1); clean() checks instead.
+    base_url = models.CharField(max_length=500, blank=True, help_text="API root, e.g. https://api.openai.com/v1")
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again in full.")
     options = models.JSONField(default=dict, blank=True, help_text="Adapter-specific settings, e.g. an API version.")
     allow_private_network = models.BooleanField(

@@ -27,7 +27,8 @@ METADATA_ADDRESSES = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "169.254.169.253", "100.100.100.200", "fd00:ec2::254")
 )
 
-# Whether the call being made may reach internal addresses; set by the attempt loop for each deployment.
+# Whether the call being made may reach internal addresses; set by the attempt loop for each deployment,
+# and read by the upstream client to pick the connection pool (and resolver) for that policy.
 private_network_allowed: ContextVar[bool] = ContextVar("private_network_allowed", default=False)
 
 
@@ -97,13 +98,14 @@ def literal_refusal(base_url: str, allow_private: bool) -> str | None:
 
 
 class GuardedResolver(aiohttp.abc.AbstractResolver):
-    """aiohttp's resolver, keeping only the addresses the current call may reach."""
+    """aiohttp's resolver, keeping only the addresses its client's policy may reach."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_private: bool) -> None:
         self._inner = aiohttp.ThreadedResolver()
+        self._allow_private = allow_private
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
-        allow_private = private_network_allowed.get()
+        allow_private = self._allow_private
         if host.rstrip(".").lower() in METADATA_HOSTS:
             raise AddressRefused(f"{host} is a cloud metadata service")
         results = await self._inner.resolve(host, port, family)

@@ -36,8 +36,8 @@ def test_retry_after_is_passed_on():
     [
         (400, False, 400),
         (422, False, 400),
-        (401, True, 502),
-        (404, True, 502),
+        (401, False, 502),
+        (404, False, 404),
         (429, True, 502),
         (500, True, 502),
         (503, True, 502),

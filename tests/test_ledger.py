@@ -155,7 +155,36 @@ def test_a_stream_longer_than_the_shutdown_grace_is_cut_and_still_recorded(api_k
         stop_gateway(gateway)
     assert "data: [DONE]" not in lines
     entry = ledger_row(request_id, timeout=5)
-    assert entry.status_code == 499 and entry.stream and entry.completion_tokens > 0
+    assert (entry.status_code, entry.error_code) == (503, "server_shutting_down")
+    assert entry.stream and entry.completion_tokens > 0
+
+
+def test_a_json_request_past_the_grace_gets_a_503_with_its_own_request_id(api_key, route, upstream, ledger_row):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import start_gateway, stop_gateway
+
+    route("gpt-test", latency=20)
+    gateway = start_gateway({"SHUTDOWN_GRACE_SECONDS": "1"}, log_name="shutdown-json")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(
+                httpx.post,
+                f"{gateway.url}/v1/chat/completions",
+                json={"model": "gpt-test", "messages": [{"role": "user", "content": "x"}]},
+                headers={"Authorization": f"Bearer {api_key}"},
+                timeout=30,
+            )
+            upstream.wait_for("request", timeout=10)
+            gateway.process.terminate()
+            response = pending.result()
+        assert gateway.process.wait(timeout=15) == 0
+    finally:
+        stop_gateway(gateway)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "server_shutting_down"
+    entry = ledger_row(response.headers["x-request-id"], timeout=5)
+    assert (entry.status_code, entry.error_code) == (503, "server_shutting_down")
 
 
 def test_requests_in_flight_at_sigterm_are_answered_and_recorded(api_key, route, upstream, ledger_row):

@@ -132,18 +132,24 @@ async def unknown_api_path(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class AmbiguousPathGuard:
-    """A path starting with // reaches Django as if its first segment were a host name ("//v1/chat" as
-    "/chat"): answer OpenAI's 404 for it rather than route a path the client did not write."""
+    """Paths GreenGate will not guess at: an empty segment ("//v1/chat" reaches Django as if "v1" were a host
+    name, "/v1//chat" matches nothing), or a request target that is not a path at all (absolute form, "*").
+    They get OpenAI's 404 (400 for a non-path target) instead of an HTML page or a routing surprise."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path") or b""
-        if scope["type"] == "http" and raw.startswith(b"//"):
-            shown = raw.split(b"?", 1)[0].decode("latin-1")
-            await send_error(send, unknown_url(scope["method"], shown))
-            return
+        if scope["type"] == "http":
+            raw = (scope.get("raw_path") or scope.get("path", "").encode("latin-1")).split(b"?", 1)[0]
+            shown = raw.decode("latin-1")
+            if not raw.startswith(b"/"):
+                error = GatewayError(400, f"The request target {shown[:200]!r} is not a path.", code="invalid_request")
+                await send_error(send, error)
+                return
+            if b"//" in raw:
+                await send_error(send, unknown_url(scope["method"], shown))
+                return
         await self.app(scope, receive, send)
 
 

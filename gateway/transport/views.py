@@ -38,7 +38,9 @@ class GatewayAPIView(APIView):
         self.request = drf_request
         self.headers = self.default_response_headers
         drf_request.accepted_renderer, drf_request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
-        method = (drf_request.method or "").lower()
+        # Methods are case-sensitive: "post" is not POST, and must not reach post().
+        raw_method = drf_request.method or ""
+        method = raw_method.lower() if raw_method.isupper() else ""
         try:
             handler = getattr(self, method, None)
             if method not in self.http_method_names or not iscoroutinefunction(handler):

@@ -21,7 +21,9 @@ What this adds to stock daphne, and why:
 The app may expose two optional hooks, both looked up as attributes of the ASGI app:
 ``on_refused(request_id, path, status, code, client_request_id=...)`` is called for each request the server
 refuses itself once its request line was read (so it can be recorded), and
-``async on_shutdown()`` is awaited after the drain (to flush what the app buffers).
+``on_draining()`` is called when SIGTERM starts the drain, and ``async on_shutdown()`` is awaited after it
+(to flush what the app buffers). The server also gives each request its id (scope key
+``greengate.request_id``), so a 503 it sends itself at the end of the grace carries the app's id.
 
 Usage::
 

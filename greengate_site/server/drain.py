@@ -13,7 +13,8 @@ from daphne.http_protocol import HTTPFactory
 from twisted.internet import defer
 from twisted.web import http
 
-from greengate_site.request_context import request_id_var
+from greengate_site.request_context import new_request_id, request_id_var
+from greengate_site.request_id import SCOPE_KEY as REQUEST_ID_SCOPE_KEY
 from greengate_site.server.protocol import GuardedChannel, GuardedRequest, Limits
 
 logger = logging.getLogger("greengate_site.server")
@@ -71,6 +72,7 @@ class GuardedServer(daphne.server.Server):
         self.shutdown_grace = shutdown_grace
         self.on_refused: RefusedHook | None = getattr(application, "on_refused", None)
         self.on_shutdown: ShutdownHook | None = getattr(application, "on_shutdown", None)
+        self.on_draining: Callable[[], None] | None = getattr(application, "on_draining", None)
         self.ports: list[Any] = []
         super().__init__(application, **kwargs)
 
@@ -84,6 +86,13 @@ class GuardedServer(daphne.server.Server):
     def http_factory(self, factory: HTTPFactory) -> None:
         self._http_factory = factory if isinstance(factory, GuardedHTTPFactory) else GuardedHTTPFactory(self)
 
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        # The request's id, made here so that the app and any refusal this server sends agree on it.
+        request_id = new_request_id()
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
+        protocol.greengate_request_id = request_id
+        return super().create_application(protocol, scope)
+
     def listen_success(self, port: Any) -> None:
         super().listen_success(port)
         self.ports.append(port)
@@ -96,6 +105,11 @@ class GuardedServer(daphne.server.Server):
         """Stop taking requests, finish those in flight (within the grace), then close down."""
         factory = self.http_factory
         factory.draining = True
+        if self.on_draining is not None:
+            try:
+                self.on_draining()
+            except Exception:  # noqa: BLE001 - the drain goes on whatever the hook does
+                logger.exception("the app's on_draining hook failed")
         for port in self.ports:
             port.stopListening()
         loop = asyncio.get_running_loop()

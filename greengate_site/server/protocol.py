@@ -343,7 +343,9 @@ class GuardedRequest(WebRequest):
         if self.finished or self.channel is None or self._response_started:
             return
         supplied = self.requestHeaders.getRawHeaders(b"x-request-id", [b""])[0]
-        request_id, client_id = new_request_id(), client_request_id(supplied.decode("latin-1"))
+        # The id the app was given for this request, if it got that far.
+        request_id = getattr(self, "greengate_request_id", None) or new_request_id()
+        client_id = client_request_id(supplied.decode("latin-1"))
         if report:
             # The URI, not self.path: daphne resets the path to "/" before refusing a bad one.
             path = self.uri.decode("ascii", "replace").split("?", 1)[0]

@@ -80,7 +80,7 @@ def request_payload(request: ChatRequest, target: Target, *, stream: bool) -> di
     if stream:
         # Always ask for usage so the ledger is exact; the pipeline hides it if the client did not ask.
         payload["stream"] = True
-        payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
     else:
         payload.pop("stream", None)
         payload.pop("stream_options", None)

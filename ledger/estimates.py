@@ -407,4 +407,3 @@ def cost(
             )
         )["total_price"]
     return Cost(CostSource.GENAI_PRICES, usd.quantize(COST_QUANTUM))
-

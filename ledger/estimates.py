@@ -11,18 +11,18 @@ the row says which (`energy_source`). Embeddings are not estimated: ecologits ha
 **Carbon** is ecologits' GWP (use phase from the provider's electricity zone, plus the embodied share of the
 hardware) for the energy above.
 
-Both run on the event loop for every request. ecologits' `llm_impacts` costs about 250 us (a pydantic-heavy
+Both run on the event loop for every request. ecologits' `llm_impacts` costs about 300 us (a pydantic-heavy
 DAG walk), so what depends only on (provider, model, zone) is resolved once and cached, and each request calls
-ecologits' own step functions (`ecologits.impacts.llm`) in the order its DAG does: a few microseconds, and equal
-to `llm_impacts` (tests/test_estimates.py compares them).
+ecologits' own step functions (`ecologits.impacts.llm`) in the order its DAG does: about 13 us, and equal to
+`llm_impacts` (tests/test_estimates.py compares them).
 
 **Cost** uses the price tables bundled in the genai-prices wheel, read through a `DataSnapshot` built here
 from `genai_prices.data`: never `get_snapshot()`, whose global can be replaced by `UpdatePrices`, the package's
 only network path, which GreenGate never starts. genai-prices counts cache reads and writes *inside*
 `input_tokens` (it prices the remainder at the input rate and raises if they exceed it): OpenAI's convention,
-which is GreenGate's `Usage`, so the counts map one to one. `calc_price` costs about 60 us, so each resolved
+which is GreenGate's `Usage`, so the counts map one to one. `calc_price` costs about 50 us, so each resolved
 price (one per model and price period) is turned once into per-token prices, by asking genai-prices itself
-for the price of single tokens; a request is then four Decimal products. That holds while prices are linear
+for the price of single tokens; a request is then four Decimal products, about 2 us. That holds while prices are linear
 in the counts: a tiered price (the rate depends on the prompt's size) is priced by `calc_price` per request.
 """
 

@@ -128,7 +128,7 @@ def _estimate(call: Call, usage: Usage, entry: LedgerEntry) -> None:
         profile = estimates.energy_profile(spec.ecologits_provider, names, target.parameters_billions)
         impact = estimates.impact(
             profile,
-            output_tokens=usage.output_tokens,
+            output_tokens=max(usage.output_tokens, 0),
             latency_seconds=entry.latency_ms / 1000,
             zone=target.electricity_zone,
         )

@@ -53,8 +53,10 @@ WORLD_ZONE: Final = "WOR"  # ecologits' world electricity mix
 KWH_TO_JOULES: Final = 3.6e6
 KG_TO_GRAMS: Final = 1000.0
 PER_MILLION: Final = Decimal(1_000_000)
-# Costs are kept to 1e-12 USD: a single token of the cheapest model is about 1e-8.
+# Costs are kept to 1e-12 USD: a single token of the cheapest model is about 1e-8. The column holds 20 digits,
+# so 8 before the point: a cost beyond (absurd counts or override prices) is flagged unknown, not a lost row.
 COST_QUANTUM: Final = Decimal("1e-12")
+COST_LIMIT: Final = Decimal(10) ** 8
 
 # A model nobody sized: a dense model of 7 to 70 billion parameters, the span of common open models.
 DEFAULT_PARAMETERS: Final = RangeValue(min=7, max=70)
@@ -389,7 +391,7 @@ def cost(
         return Cost(CostSource.UNKNOWN, None)
     for rule in overrides:  # ordered by precedence when the snapshot is built
         if rule.valid_at(when):
-            return Cost(CostSource.OVERRIDE, rule.prices.cost(tokens).quantize(COST_QUANTUM))
+            return _bounded(CostSource.OVERRIDE, rule.prices.cost(tokens))
     model = price_model(price_provider, api_url, model_names)
     if model is None:
         return Cost(CostSource.UNKNOWN, None)
@@ -406,4 +408,10 @@ def cost(
                 output_tokens=tokens.output,
             )
         )["total_price"]
-    return Cost(CostSource.GENAI_PRICES, usd.quantize(COST_QUANTUM))
+    return _bounded(CostSource.GENAI_PRICES, usd)
+
+
+def _bounded(source: str, usd: Decimal) -> Cost:
+    if not usd < COST_LIMIT:
+        return Cost(CostSource.UNKNOWN, None)
+    return Cost(source, usd.quantize(COST_QUANTUM))

@@ -250,6 +250,19 @@ def test_an_unknown_price_is_flagged_and_empty_never_zero():
     assert (cost.source, cost.usd) == (CostSource.UNKNOWN, None)
 
 
+def test_a_cost_too_large_for_the_column_is_flagged_unknown_rather_than_losing_the_row():
+    absurd = PriceOverrideRule(
+        prices=TokenPrices.per_million(
+            input=Decimal("99999999"), output=Decimal("99999999"), cached_input=None, cache_write=None
+        ),
+        valid_from=None,
+        valid_until=None,
+        provider_id=None,
+    )
+    cost = our_price("openai", ("gpt-4o-mini",), TokenCounts(input=2**31 - 1, output=2**31 - 1), overrides=(absurd,))
+    assert (cost.source, cost.usd) == (CostSource.UNKNOWN, None)
+
+
 def test_a_price_override_wins_only_inside_its_validity_dates():
     rule = PriceOverrideRule(
         prices=TokenPrices.per_million(

@@ -121,31 +121,26 @@ def _price_overrides(rows: Iterable[PriceOverride]) -> dict[tuple[str, str], lis
     latest start first."""
     from ledger.estimates import PriceOverrideRule, TokenPrices
 
-    by_model: dict[tuple[str, str], list[tuple[PriceOverride, PriceOverrideRule]]] = {}
+    by_model: dict[tuple[str, str], list[PriceOverrideRule]] = {}
     for row in rows:
         kind = row.provider.kind if row.provider is not None else row.provider_kind
-        rule = PriceOverrideRule(
-            prices=TokenPrices.per_million(
-                input=row.input_per_million,
-                output=row.output_per_million,
-                cached_input=row.cached_input_per_million,
-                cache_write=row.cache_write_per_million,
-            ),
-            valid_from=row.valid_from,
-            valid_until=row.valid_until,
-            provider_id=row.provider_id,
-        )
-        by_model.setdefault((kind, row.model), []).append((row, rule))
-    earliest = datetime.min.replace(tzinfo=UTC)
-    return {
-        key: [
-            rule
-            for _, rule in sorted(
-                pairs, key=lambda pair: (pair[1].provider_id is None, -(pair[1].valid_from or earliest).timestamp())
+        by_model.setdefault((kind, row.model), []).append(
+            PriceOverrideRule(
+                prices=TokenPrices.per_million(
+                    input=row.input_per_million,
+                    output=row.output_per_million,
+                    cached_input=row.cached_input_per_million,
+                    cache_write=row.cache_write_per_million,
+                ),
+                valid_from=row.valid_from,
+                valid_until=row.valid_until,
+                provider_id=row.provider_id,
             )
-        ]
-        for key, pairs in by_model.items()
-    }
+        )
+    earliest = datetime.min.replace(tzinfo=UTC)
+    for rules in by_model.values():
+        rules.sort(key=lambda rule: (rule.provider_id is None, -(rule.valid_from or earliest).timestamp()))
+    return by_model
 
 
 class LiveConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -120,8 +121,6 @@ class PriceOverride(models.Model):
         return f"{self.provider or self.provider_kind}/{self.model}"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         from providers.adapters.registry import SPECS
 
         if bool(self.provider_id) == bool(self.provider_kind):

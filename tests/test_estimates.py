@@ -513,3 +513,26 @@ def test_a_client_leaving_mid_stream_is_estimated_from_what_was_streamed(gateway
     assert 0 < entry.completion_tokens < 100
     assert entry.energy_source == "ecologits" and entry.cost_source == "genai-prices"
     assert_row_is_ecologits_and_genai_prices(entry, "openai", "gpt-4o-mini", "openai")
+
+
+@pytest.mark.django_db
+def test_the_snapshot_holds_a_deployments_overrides_a_providers_own_first_then_the_latest():
+    from gateway.live_config import load_snapshot
+
+    mine = DeploymentFactory(model_name="gpt-4o-mini", provider=ProviderFactory(kind="openai"))
+    other = DeploymentFactory(model_name="gpt-4o-mini", provider=ProviderFactory(kind="openai"), weight=2)
+    prices = {"input_per_million": Decimal("1"), "output_per_million": Decimal("1")}
+    kind_old = PriceOverride.objects.create(provider_kind="openai", model="gpt-4o-mini", valid_from=NOW, **prices)
+    kind_new = PriceOverride.objects.create(
+        provider_kind="openai", model="gpt-4o-mini", valid_from=NOW + timedelta(days=30), **prices
+    )
+    own = PriceOverride.objects.create(provider=mine.provider, model="gpt-4o-mini", **prices)
+    PriceOverride.objects.create(provider_kind="anthropic", model="gpt-4o-mini", **prices)  # another kind
+
+    targets = {t.deployment_id: t for t in load_snapshot(1).routes["gpt-4o-mini"]}
+
+    def starts(deployment) -> list[Any]:
+        return [(rule.provider_id, rule.valid_from) for rule in targets[deployment.pk].price_overrides]
+
+    assert starts(mine) == [(own.provider_id, None), (None, kind_new.valid_from), (None, kind_old.valid_from)]
+    assert starts(other) == [(None, kind_new.valid_from), (None, kind_old.valid_from)]

@@ -6,13 +6,20 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 
 from gateway import lifecycle
-from gateway.call import CHAT, CLIENT_CLOSED, ENDPOINTS, Call
-from gateway.schemas import Usage, message_text
+from gateway.call import CHAT, CLIENT_CLOSED, EMBEDDINGS, ENDPOINTS, Call
+from gateway.schemas import GreenGateFigures, Usage, message_text
+from ledger import estimates
+from ledger.estimates import CostSource, EnergySource
 from ledger.models import LedgerEntry
 from ledger.writer import ledger_writer
+from providers.adapters.registry import spec_for
 from providers.tokens import count_messages, count_text, embedding_input_tokens, encoding_for
+
+# Sources whose energy and carbon figures are estimates worth showing (the others are zeros with a reason).
+ESTIMATED = frozenset({EnergySource.ECOLOGITS, EnergySource.PARAMETERS, EnergySource.DEFAULT})
 
 logger = logging.getLogger("greengate.requests")
 
@@ -26,14 +33,17 @@ async def recorded(call: Call) -> AsyncIterator[Call]:
         account(call)
 
 
+def processed(call: Call) -> bool:
+    """Whether a provider worked on the call: it answered, was still working when the client left, or
+    streamed something before failing. Only such calls are billed; refusals and skipped breakers cost 0."""
+    return bool(call.output) or any(a.outcome in ("ok", "cancelled") for a in call.attempts)
+
+
 def final_usage(call: Call) -> tuple[Usage, str]:
     """The upstream's usage, else GreenGate's own count of what was asked and sent; and the encoding counted with."""
     if call.usage is not None:
         return call.usage, ""
-    # Only what a provider actually processed is billed: a call it accepted (answered, or still working when
-    # the client left), or one that streamed something before failing. Refusals and skipped breakers cost 0.
-    processed = bool(call.output) or any(a.outcome in ("ok", "cancelled") for a in call.attempts)
-    if not processed:
+    if not processed(call):
         return Usage(), ""
     if call.embedding is not None:
         # Embeddings generate nothing: the input is the whole bill.
@@ -65,6 +75,9 @@ def account(call: Call) -> None:
     except Exception:  # noqa: BLE001 - the row must be written even if a detail of it cannot be worked out
         logger.exception("ledger row incomplete")
         entry = _bare_entry(call)
+        entry.energy_source = EnergySource.FAILED if call.attempts else EnergySource.NONE
+        entry.cost_source = CostSource.FAILED if call.attempts else CostSource.NONE
+    call.entry = entry
     ledger_writer.record(entry)
     _log(call, entry)
 
@@ -108,7 +121,93 @@ def _entry(call: Call) -> LedgerEntry:
     entry.token_encoding = encoding
     if call.first_token_at is not None:
         entry.ttft_ms = round((call.first_token_at - call.started) * 1000)
+    try:
+        _estimate(call, usage, entry)
+    except Exception:  # noqa: BLE001 - a failed estimate is flagged in the row, never a lost row
+        logger.exception("ledger estimate failed")
+        entry.energy_source, entry.cost_source = EnergySource.FAILED, CostSource.FAILED
     return entry
+
+
+def _estimate(call: Call, usage: Usage, entry: LedgerEntry) -> None:
+    """Energy, carbon and cost of what the provider was asked and sent (partial streams included)."""
+    entry.estimate_method = estimates.ESTIMATE_METHOD
+    target = call.target
+    if target is None or not processed(call):
+        entry.energy_source, entry.cost_source, entry.cost_usd = EnergySource.NONE, CostSource.NONE, Decimal(0)
+        return
+    spec = spec_for(target.kind)
+    # Azure's upstream model is a deployment name; the public name is often the model's own.
+    names = tuple(dict.fromkeys(n for n in (target.upstream_model, call.model) if n))
+    entry.electricity_zone = target.electricity_zone
+    if call.endpoint == EMBEDDINGS:
+        entry.energy_source = EnergySource.NOT_ESTIMATED  # ecologits models text generation only
+    else:
+        profile = estimates.energy_profile(spec.ecologits_provider, names, target.parameters_billions)
+        impact = estimates.impact(
+            profile,
+            output_tokens=max(usage.output_tokens, 0),
+            latency_seconds=entry.latency_ms / 1000,
+            zone=target.electricity_zone,
+        )
+        entry.energy_source = impact.source
+        entry.energy_joules = impact.energy_joules
+        entry.energy_joules_min = impact.energy_joules_min
+        entry.energy_joules_max = impact.energy_joules_max
+        entry.co2e_grams = impact.co2e_grams
+        entry.co2e_grams_min = impact.co2e_grams_min
+        entry.co2e_grams_max = impact.co2e_grams_max
+    price = estimates.cost(
+        estimates.TokenCounts(
+            input=usage.input_tokens,
+            output=usage.output_tokens,
+            cached_input=usage.cached_input_tokens,
+            cache_write=usage.cache_write_tokens,
+        ),
+        price_provider=spec.price_provider,
+        # A kind without a genai-prices id (an OpenAI-compatible server) is found by its URL, if genai-prices
+        # knows it (OpenRouter, Groq, ...).
+        api_url=target.base_url if spec.price_provider is None else "",
+        model_names=names,
+        when=call.started_at,
+        overrides=target.price_overrides,
+    )
+    entry.cost_source, entry.cost_usd = price.source, price.usd
+
+
+def figures(call: Call) -> GreenGateFigures | None:
+    """The accounted request's estimates for the client, exactly as its ledger row holds them."""
+    entry = call.entry
+    if entry is None:
+        return None
+    shown = entry.energy_source in ESTIMATED
+    return GreenGateFigures(
+        energy_joules=entry.energy_joules if shown else None,
+        energy_joules_min=entry.energy_joules_min if shown else None,
+        energy_joules_max=entry.energy_joules_max if shown else None,
+        co2e_grams=entry.co2e_grams if shown else None,
+        co2e_grams_min=entry.co2e_grams_min if shown else None,
+        co2e_grams_max=entry.co2e_grams_max if shown else None,
+        cost_usd=entry.cost_usd,
+        energy_source=entry.energy_source,
+        cost_source=entry.cost_source,
+        method=entry.estimate_method,
+    )
+
+
+def figure_headers(call: Call) -> list[tuple[bytes, bytes]]:
+    """x-greengate-* headers for a JSON answer; a figure that was not estimated is left out, never sent as 0."""
+    shown = figures(call)
+    if shown is None:
+        return []
+    headers = []
+    if shown.energy_joules is not None and shown.co2e_grams is not None:
+        # repr: the shortest text that reads back as the very float the row holds.
+        headers.append((b"x-greengate-energy-joules", repr(shown.energy_joules).encode()))
+        headers.append((b"x-greengate-co2e-grams", repr(shown.co2e_grams).encode()))
+    if shown.cost_usd is not None:
+        headers.append((b"x-greengate-cost-usd", f"{shown.cost_usd:f}".encode()))
+    return headers
 
 
 def _log(call: Call, entry: LedgerEntry) -> None:

@@ -12,6 +12,7 @@ from gateway.schemas import ChatRequest, EmbeddingRequest, Usage
 if TYPE_CHECKING:
     from gateway.errors import GatewayError
     from gateway.live_config import KeyEntry, Snapshot
+    from ledger.models import LedgerEntry
     from providers.types import Target
 
 CLIENT_CLOSED = 499  # the client left before the answer was complete (nginx's convention)
@@ -51,6 +52,8 @@ class Call:
     first_token_at: float | None = None
     cache_status: str = "none"
     accounted: bool = False
+    # The row accounting queued: what the client is shown of the estimates comes from it.
+    entry: LedgerEntry | None = None
 
     @property
     def model(self) -> str:

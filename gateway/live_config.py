@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from greengate_site import redis as shared
 from providers.types import Target
+
+if TYPE_CHECKING:
+    from ledger.estimates import PriceOverrideRule
+    from ledger.models import PriceOverride
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,7 @@ class Snapshot:
 
 def load_snapshot(version: int) -> Snapshot:
     """Read every usable key and enabled deployment once (sync ORM; runs off the event loop)."""
+    from ledger.models import PriceOverride
     from providers.breaker import policy_for
     from providers.models import Deployment
     from tenants.models import ApiKey
@@ -63,6 +71,7 @@ def load_snapshot(version: int) -> Snapshot:
             rate_limit_per_minute=key.tenant.plan.rate_limit_per_minute,
             expires_at=key.expires_at.timestamp() if key.expires_at else None,
         )
+    overrides = _price_overrides(PriceOverride.objects.select_related("provider"))
     routes: dict[str, list[Target]] = {}
     deployments = Deployment.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider")
     for deployment in deployments:
@@ -90,6 +99,13 @@ def load_snapshot(version: int) -> Snapshot:
                     open_seconds=provider.breaker_open_seconds,
                     probes=provider.breaker_probes,
                 ),
+                electricity_zone=provider.electricity_zone,
+                parameters_billions=deployment.parameters_billions,
+                price_overrides=tuple(
+                    rule
+                    for rule in overrides.get((provider.kind, deployment.upstream_model), ())
+                    if rule.provider_id in (None, provider.pk)
+                ),
             )
         )
     return Snapshot(
@@ -98,6 +114,33 @@ def load_snapshot(version: int) -> Snapshot:
         keys=keys,
         routes={model: tuple(ts) for model, ts in routes.items()},
     )
+
+
+def _price_overrides(rows: Iterable[PriceOverride]) -> dict[tuple[str, str], list[PriceOverrideRule]]:
+    """Negotiated prices by (provider kind, model), in precedence: a provider's own before its kind's, then the
+    latest start first."""
+    from ledger.estimates import PriceOverrideRule, TokenPrices
+
+    by_model: dict[tuple[str, str], list[PriceOverrideRule]] = {}
+    for row in rows:
+        kind = row.provider.kind if row.provider is not None else row.provider_kind
+        by_model.setdefault((kind, row.model), []).append(
+            PriceOverrideRule(
+                prices=TokenPrices.per_million(
+                    input=row.input_per_million,
+                    output=row.output_per_million,
+                    cached_input=row.cached_input_per_million,
+                    cache_write=row.cache_write_per_million,
+                ),
+                valid_from=row.valid_from,
+                valid_until=row.valid_until,
+                provider_id=row.provider_id,
+            )
+        )
+    earliest = datetime.min.replace(tzinfo=UTC)
+    for rules in by_model.values():
+        rules.sort(key=lambda rule: (rule.provider_id is None, -(rule.valid_from or earliest).timestamp()))
+    return by_model
 
 
 class LiveConfig:

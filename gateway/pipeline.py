@@ -22,7 +22,7 @@ from typing import Protocol
 from msgspec import UNSET
 
 from gateway import attempts
-from gateway.accounting import account, final_usage
+from gateway.accounting import account, figure_headers, figures, final_usage
 from gateway.auth import authenticate
 from gateway.call import EMBEDDINGS, Call
 from gateway.errors import GatewayError, from_provider_error, internal_error, invalid_request, model_not_found
@@ -33,6 +33,7 @@ from gateway.schemas import (
     EmbeddingResponse,
     EmbeddingResult,
     EmbeddingUsage,
+    ReportedUsage,
     Usage,
     encoder,
 )
@@ -159,7 +160,7 @@ async def answer_json(call: Call, targets: list[Target], out: Responder) -> None
         response.usage = final_usage(call)[0]
     call.status = 200
     account(call)
-    await out.json(200, encoder.encode(response), [])
+    await out.json(200, encoder.encode(response), figure_headers(call))
 
 
 # 6-7. Call and account, for embeddings.
@@ -173,7 +174,7 @@ async def answer_embeddings(call: Call, targets: list[Target], out: Responder) -
     call.status = 200
     account(call)
     body = _embedding_response(result, call.target.upstream_model, usage, call.embedding.encoding_format == "base64")
-    await out.json(200, encoder.encode(body), [])
+    await out.json(200, encoder.encode(body), figure_headers(call))
 
 
 def _embedding_response(result: EmbeddingResult, model: str, usage: Usage, as_base64: bool) -> EmbeddingResponse:
@@ -236,7 +237,16 @@ def _relay(call: Call, chunk: ChatChunk, include_usage: bool) -> bool:
 
 
 def _usage_chunk(call: Call, first: ChatChunk) -> ChatChunk:
-    usage, _ = final_usage(call)
+    """The last chunk: the usage, and the estimates (whose headers left before the answer) in `usage.greengate`."""
+    u, _ = final_usage(call)
+    usage = ReportedUsage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.total_tokens,
+        prompt_tokens_details=u.prompt_tokens_details,
+        completion_tokens_details=u.completion_tokens_details,
+        greengate=figures(call) or UNSET,
+    )
     return ChatChunk(
         id=first.id,
         created=first.created,

@@ -9,6 +9,7 @@ fields GreenGate does not know are kept in `ChatRequest.passthrough` and forward
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -366,6 +367,30 @@ class Usage(Struct):
         return self.completion_tokens_details.reasoning_tokens if self.completion_tokens_details else 0
 
 
+class GreenGateFigures(Struct):
+    """The request's estimates, as its ledger row holds them (ledger.estimates). A figure nothing estimated is
+    null, with its source saying why ("not_estimated", "unknown"...)."""
+
+    energy_joules: float | None
+    energy_joules_min: float | None
+    energy_joules_max: float | None
+    co2e_grams: float | None
+    co2e_grams_min: float | None
+    co2e_grams_max: float | None
+    cost_usd: Decimal | None
+    energy_source: str
+    cost_source: str
+    method: str
+
+
+class ReportedUsage(Usage):
+    """The usage GreenGate sends last in a stream: OpenAI's fields plus `greengate`, an extra field the official
+    SDKs keep (their models allow extra fields). Only ever encoded: upstream usage is read as plain `Usage`, so
+    an upstream cannot put figures in front of the client."""
+
+    greengate: GreenGateFigures | UnsetType = UNSET
+
+
 # --- Responses and chunks --------------------------------------------------------------------------------------
 
 # Adapters map their providers' reasons onto these, the ones OpenAI's SDKs know.
@@ -548,4 +573,5 @@ class ErrorBody(Struct):
     error: ErrorDetail
 
 
-encoder = msgspec.json.Encoder()
+# Decimals (costs) as JSON numbers with their exact digits, not as strings.
+encoder = msgspec.json.Encoder(decimal_format="number")

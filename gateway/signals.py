@@ -1,4 +1,5 @@
-"""Any committed change to keys, tenants, plans, providers or deployments moves the shared config version."""
+"""Any committed change to keys, tenants, plans, providers, deployments or price overrides moves the shared config
+version."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ def _changed(sender: type[Model], *, using: str, **kwargs: Any) -> None:
 
 
 def connect() -> None:
+    from ledger.models import PriceOverride
     from providers.models import Deployment, Provider
     from tenants.models import ApiKey, Plan, Tenant
 
-    for model in (Plan, Tenant, ApiKey, Provider, Deployment):
+    for model in (Plan, Tenant, ApiKey, Provider, Deployment, PriceOverride):
         post_save.connect(_changed, sender=model, dispatch_uid=f"config-version-{model.__name__}-save")
         post_delete.connect(_changed, sender=model, dispatch_uid=f"config-version-{model.__name__}-delete")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ledger.models import LedgerEntry
+from ledger.models import LedgerEntry, PriceOverride
 
 
 @admin.register(LedgerEntry)
@@ -19,8 +19,11 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         "completion_tokens",
         "latency_ms",
         "ttft_ms",
+        "energy_joules",
+        "co2e_grams",
+        "cost_usd",
     ]
-    list_filter = ["status_code", "cache_status", "stream", "provider"]
+    list_filter = ["status_code", "cache_status", "stream", "provider", "energy_source", "cost_source"]
     search_fields = ["request_id"]
     list_select_related = ["tenant"]
     date_hierarchy = "created_at"
@@ -35,3 +38,22 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(PriceOverride)
+class PriceOverrideAdmin(admin.ModelAdmin):
+    """Negotiated prices: the one valid at a request's start wins over genai-prices' public table."""
+
+    list_display = [
+        "model",
+        "provider_kind",
+        "provider",
+        "input_per_million",
+        "cached_input_per_million",
+        "cache_write_per_million",
+        "output_per_million",
+        "valid_from",
+        "valid_until",
+    ]
+    list_filter = ["provider_kind", "provider"]
+    search_fields = ["model", "note"]

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from ledger.estimates import electricity_zones
 from providers import health
 from providers.adapters.registry import kind_choices
 from providers.models import Deployment, Provider
@@ -23,6 +24,12 @@ class ProviderForm(forms.ModelForm):
         help_text="Stored encrypted. Leave blank to keep the current key.",
     )
     clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+    electricity_zone = forms.ChoiceField(
+        choices=lambda: [(zone, zone) for zone in electricity_zones()],
+        initial="WOR",
+        help_text="Where its datacenters draw power, for carbon estimates: a country (ISO 3166-1 alpha-3) with an "
+        "electricity mix in ecologits, or WOR for the world average.",
+    )
 
     class Meta:
         model = Provider
@@ -39,6 +46,7 @@ class ProviderForm(forms.ModelForm):
             "breaker_window_seconds",
             "breaker_open_seconds",
             "breaker_probes",
+            "electricity_zone",
             "is_enabled",
         ]
 
@@ -60,6 +68,7 @@ class DeploymentInline(admin.TabularInline):
         "connect_timeout",
         "first_byte_timeout",
         "total_timeout",
+        "parameters_billions",
         "is_enabled",
     ]
     extra = 0
@@ -68,7 +77,7 @@ class DeploymentInline(admin.TabularInline):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ["name", "kind", "base_url", "credential", "is_enabled"]
+    list_display = ["name", "kind", "base_url", "credential", "electricity_zone", "is_enabled"]
     list_filter = ["kind", "is_enabled"]
     search_fields = ["name"]
     inlines = [DeploymentInline]
@@ -115,7 +124,15 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["model_name", "provider", "upstream_model", "priority", "weight", "is_enabled"]
+    list_display = [
+        "model_name",
+        "provider",
+        "upstream_model",
+        "priority",
+        "weight",
+        "parameters_billions",
+        "is_enabled",
+    ]
     list_filter = ["provider", "is_enabled"]
     list_editable = ["priority", "weight", "is_enabled"]
     search_fields = ["model_name", "upstream_model"]

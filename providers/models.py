@@ -44,6 +44,12 @@ class Provider(models.Model):
     breaker_probes = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Trial calls while half-open."
     )
+    electricity_zone = models.CharField(
+        max_length=8,
+        default="WOR",
+        help_text="Where its datacenters draw power, for carbon estimates: an ISO 3166-1 alpha-3 country code "
+        "with an electricity mix in ecologits (USA, FRA, SWE...), or WOR for the world average.",
+    )
     is_enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -58,6 +64,12 @@ class Provider(models.Model):
 
         if self.kind not in SPECS:
             raise ValidationError({"kind": f"Unknown provider kind {self.kind!r}; known: {', '.join(SPECS)}."})
+        from ledger.estimates import electricity_zones
+
+        if self.electricity_zone not in electricity_zones():
+            raise ValidationError(
+                {"electricity_zone": f"ecologits has no electricity mix for {self.electricity_zone!r}."}
+            )
         if self.base_url:
             try:
                 check_base_url(self.base_url, allow_private=self.allow_private_network)
@@ -90,6 +102,13 @@ class Deployment(models.Model):
         default=600.0,
         validators=_seconds(0.1, 7200),
         help_text="Seconds for the whole call, a stream included; past it the call is cut.",
+    )
+    parameters_billions = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(100_000)],
+        help_text="The model's size in billions of parameters, for energy estimates of a model ecologits does not "
+        "know (self-hosted, new). Blank: a default size class is assumed, and the ledger says so.",
     )
     is_enabled = models.BooleanField(default=True)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledger.estimates import PriceOverrideRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,11 @@ class Target:
     # May the base URL be (or resolve to) a loopback, private or link-local address.
     allow_private_network: bool = False
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    # For the ledger's estimates: the provider's electricity mix, the model's size if an admin gave it, and the
+    # negotiated prices for this provider and upstream model, in order of precedence.
+    electricity_zone: str = "WOR"
+    parameters_billions: float | None = None
+    price_overrides: tuple[PriceOverrideRule, ...] = ()
 
 
 class ProviderError(Exception):

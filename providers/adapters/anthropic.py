@@ -641,4 +641,6 @@ SPEC: ProviderSpec = ProviderSpec(
     ),
     # Anthropic has no embeddings API: the pipeline never asks this adapter for one.
     supports=Supports(n_above_one=False, embeddings=False),
+    ecologits_provider="anthropic",
+    price_provider="anthropic",
 )

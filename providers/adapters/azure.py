@@ -140,4 +140,7 @@ SPEC: ProviderSpec = ProviderSpec(
         default_models=(),
         options={API_VERSION_OPTION: DEFAULT_API_VERSION},
     ),
+    # ecologits lists Azure's OpenAI models (gpt-35-turbo too) under OpenAI; genai-prices has Azure's own table.
+    ecologits_provider="openai",
+    price_provider="azure",
 )

@@ -60,3 +60,7 @@ class ProviderSpec:
     supports: Supports = Supports()
     # Built in and offline: set up whenever it is in LLM_PROVIDER_SEQUENCE.
     builtin: bool = False
+    # The provider's name in ecologits' model data (energy); None: ecologits does not model it.
+    ecologits_provider: str | None = None
+    # The provider's id in genai-prices' tables (cost); None: found by the provider's base URL, if at all.
+    price_provider: str | None = None

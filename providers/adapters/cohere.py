@@ -670,4 +670,6 @@ SPEC: ProviderSpec = ProviderSpec(
     ),
     # One answer per request (no `n`); images only on Cohere's vision models, which the upstream checks.
     supports=Supports(streaming=True, tools=True, images=True, json_schema=True, n_above_one=False),
+    ecologits_provider="cohere",
+    price_provider="cohere",
 )

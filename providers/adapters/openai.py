@@ -227,4 +227,6 @@ SPEC: ProviderSpec = ProviderSpec(
         models="OPENAI_MODELS",
         default_models=("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini"),
     ),
+    ecologits_provider="openai",
+    price_provider="openai",
 )

@@ -15,7 +15,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from gateway import pipeline
 from gateway.accounting import recorded
 from gateway.call import CHAT, Call
-from gateway.errors import GatewayError, request_too_large, unknown_url
+from gateway.errors import GatewayError, method_not_allowed, request_too_large, unknown_url
 from gateway.transport.consumers import CALL_KEY
 from greengate_site.request_context import header_value
 from greengate_site.request_id import client_request_id_of, request_id_of
@@ -74,6 +74,10 @@ class PipelineJoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
+            if not scope["method"].isupper():
+                # Methods are case-sensitive, but Django upper-cases them: "post" must not pass for POST.
+                await send_error(send, method_not_allowed(scope["method"], ["POST"]))
+                return
             await self.json_app(scope, receive, send)
             return
         call = Call(

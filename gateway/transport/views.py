@@ -70,7 +70,9 @@ class PipelineView(GatewayAPIView):
     """A request the ASGI edge identified (its Call on the scope), answered as JSON by the pipeline."""
 
     async def post(self, request: Any) -> HttpResponse:
-        call: Call = request.scope[CALL_KEY]
+        call: Call | None = request.scope.get(CALL_KEY)
+        if call is None:  # not identified by the ASGI edge: only its POSTs are
+            raise method_not_allowed(request.method or "", ["POST"])
         out = JsonResponder()
         await pipeline.serve(call, out)
         assert out.response is not None

@@ -233,6 +233,18 @@ class Target:
     url: str
     headers: dict[str, str]
     slow_headers: dict[str, str]  # extra headers for the 1 s-latency variant
+    pid: int | None = None  # the serving process, whose CPU time is measured (GreenGate only)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process, all its threads, from /proc (Linux)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -348,6 +360,8 @@ class LoadResult:
     rps: float
     p50_ms: float
     p99_ms: float
+    # The serving process's CPU time per request (all threads), where it is known.
+    cpu_ms_per_request: float | None = None
 
 
 async def measure_burst(target: Target, mode: str, count: int) -> BurstResult:
@@ -358,8 +372,13 @@ async def measure_burst(target: Target, mode: str, count: int) -> BurstResult:
 
 
 async def measure_load(target: Target, mode: str, workers: int, per_worker: int) -> LoadResult:
+    cpu_before = cpu_seconds(target.pid)
     sample, wall = await run_workers(target, mode, workers, per_worker)
+    cpu_after = cpu_seconds(target.pid)
     total = workers * per_worker
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None and sample.latencies:
+        cpu_ms = round((cpu_after - cpu_before) * 1000 / len(sample.latencies), 2)
     return LoadResult(
         target=target.name,
         mode=mode,
@@ -370,6 +389,7 @@ async def measure_load(target: Target, mode: str, workers: int, per_worker: int)
         rps=round(len(sample.latencies) / wall, 1),
         p50_ms=round(percentile(sample.latencies, 50), 2),
         p99_ms=round(percentile(sample.latencies, 99), 2),
+        cpu_ms_per_request=cpu_ms,
     )
 
 
@@ -441,12 +461,14 @@ def render(meta: dict[str, Any], results: dict[str, Any]) -> str:
     lines += [
         "",
         "Throughput and latency, upstream latency 0",
-        f"{'target':<10} {'mode':<7} {'conc':>4} {'requests':>8} {'failed':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}",
+        f"{'target':<10} {'mode':<7} {'conc':>4} {'requests':>8} {'failed':>6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'CPU ms/req':>10}",
     ]
     for r in sorted(results["loads"], key=lambda r: (r.concurrency, r.mode, r.target)):
+        cpu = "-" if r.cpu_ms_per_request is None else f"{r.cpu_ms_per_request:.2f}"
         lines.append(
             f"{r.target:<10} {r.mode:<7} {r.concurrency:>4} {r.requests:>8} {sum(r.failures.values()):>6} "
-            f"{r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+            f"{r.rps:>9.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {cpu:>10}"
         )
     lines += [
         "",
@@ -542,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                 url=f"http://{HOST}:{gateway_port}/v1/chat/completions",
                 headers={"Authorization": f"Bearer {secret}"},
                 slow_headers={},
+                pid=servers[1].process.pid,
             ),
         ]
         results = asyncio.run(run_all(targets, counts, progress))

@@ -36,18 +36,21 @@ RATE_LIMITED = "upstream_rate_limited"
 BACKOFF_BASE_SECONDS = 0.25
 
 
+async def _answered_at_once(target: Target, answer: Awaitable[T]) -> T:
+    """An answer that arrives whole (JSON, embeddings): its first byte is all of it, so the tighter deadline."""
+    try:
+        async with asyncio.timeout(min(target.first_byte_timeout, target.total_timeout)):
+            return await answer
+    except TimeoutError:
+        raise timed_out(target) from None
+
+
 async def complete(call: Call, targets: list[Target]) -> ChatResponse:
     assert call.chat is not None
     chat = call.chat
 
     async def try_one(target: Target) -> ChatResponse:
-        # A JSON answer arrives at once, so its first byte is the whole answer.
-        limit = min(target.first_byte_timeout, target.total_timeout)
-        try:
-            async with asyncio.timeout(limit):
-                return await adapter_for(target.kind).complete(chat, target)
-        except TimeoutError:
-            raise timed_out(target) from None
+        return await _answered_at_once(target, adapter_for(target.kind).complete(chat, target))
 
     return await run(call, targets, try_one)
 
@@ -57,13 +60,7 @@ async def embed(call: Call, targets: list[Target]) -> EmbeddingResult:
     request = call.embedding
 
     async def try_one(target: Target) -> EmbeddingResult:
-        # Like a JSON completion, the answer arrives at once.
-        limit = min(target.first_byte_timeout, target.total_timeout)
-        try:
-            async with asyncio.timeout(limit):
-                result = await adapter_for(target.kind).embed(request, target)
-        except TimeoutError:
-            raise timed_out(target) from None
+        result = await _answered_at_once(target, adapter_for(target.kind).embed(request, target))
         if len(result.vectors) != len(request.inputs):
             # A vector short would shift every index after it: a broken answer, worth trying elsewhere.
             raise ProviderError(

@@ -82,5 +82,11 @@ def from_provider_error(exc: ProviderError) -> GatewayError:
     return GatewayError(status, exc.message, type="upstream_error", code=exc.code, headers=headers)
 
 
+def shutting_down() -> GatewayError:
+    return GatewayError(
+        503, "The server is shutting down; retry the request.", type="server_error", code="server_shutting_down"
+    )
+
+
 def internal_error() -> GatewayError:
     return GatewayError(500, "GreenGate hit an internal error; it has been logged.", type="server_error")

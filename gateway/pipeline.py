@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import struct
 from typing import Protocol
 
 from msgspec import UNSET
 
-from gateway import attempts
+from gateway import attempts, lifecycle
 from gateway.accounting import account, figure_headers, figures, final_usage
 from gateway.auth import authenticate
 from gateway.call import EMBEDDINGS, Call
-from gateway.errors import GatewayError, from_provider_error, internal_error, invalid_request, model_not_found
+from gateway.errors import (
+    GatewayError,
+    from_provider_error,
+    internal_error,
+    invalid_request,
+    model_not_found,
+    shutting_down,
+)
 from gateway.live_config import live_config
 from gateway.schemas import (
     ChatChunk,
@@ -50,6 +58,8 @@ Headers = list[tuple[bytes, bytes]]
 
 class Responder(Protocol):
     """How a transport writes what the pipeline answers."""
+
+    started: bool  # a stream's headers have gone out
 
     async def json(self, status: int, body: bytes, headers: Headers) -> None: ...
 
@@ -103,6 +113,10 @@ async def serve(call: Call, out: Responder) -> None:
         await out.error(exc)
     except asyncio.CancelledError:
         account(call)  # the client left, or the server is shutting down: billed for what was sent
+        if lifecycle.draining and out.started:
+            # Cut off by the end of a shutdown's grace: a stream still open is told why, not just dropped.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(out.error(shutting_down()))
         raise
     except Exception:
         logger.exception("request failed inside GreenGate")

@@ -22,6 +22,7 @@ class JsonResponder:
 
     def __init__(self) -> None:
         self.response: HttpResponse | None = None
+        self.started = False
 
     async def json(self, status: int, body: bytes, headers: Headers) -> None:
         response = HttpResponse(body, status=status, content_type="application/json")

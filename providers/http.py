@@ -104,6 +104,14 @@ def client() -> httpx.AsyncClient:
     return existing
 
 
+def bearer_json_headers(target: Target) -> dict[str, str]:
+    """JSON with the provider key as a bearer token (none sent without a key: local servers need none)."""
+    headers = {"Content-Type": "application/json"}
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
+    return headers
+
+
 def timeouts(target: Target) -> httpx.Timeout:
     """Connect is bounded here; the pipeline bounds the first byte and the whole call for every adapter alike.
 

@@ -414,3 +414,30 @@ def test_a_malformed_answer_everywhere_is_a_502(gateway, api_key, route):
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_malformed"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "emb", "input": "hi", "dimensions": NaN}',
+        b'{"model": "emb", "input": "hi", "dimensions": ' + b"9" * 5000 + b"}",
+        b'{"model": "emb", "input": "\\ud800"}',
+        b'{"model": "emb\\u0000x", "input": "hi"}',
+        b'{"model": "emb", "input": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"model": "emb", "input": ["ok", 5, {"a": 1}]}',
+        b'{"model": "emb", "input": [[1, 2], "text"]}',
+    ],
+    ids=["nan", "5000-digits", "lone-surrogate", "nul-in-model", "deep-nesting", "mixed-types", "tokens-and-text"],
+)
+def test_hostile_embedding_bodies_get_a_400_and_a_ledger_row(gateway, api_key, route, ledger_row, raw):
+    route("emb")
+    response = httpx.post(
+        f"{gateway.url}/v1/embeddings",
+        content=raw,
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    entry = ledger_row(response.headers["x-request-id"])
+    assert (entry.status_code, entry.endpoint) == (400, "embeddings")

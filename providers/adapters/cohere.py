@@ -79,7 +79,7 @@ from gateway.schemas import (
 )
 from providers.adapters import errors
 from providers.adapters.base import EnvConfig, ProviderSpec, Supports
-from providers.http import TRANSPORT_ERRORS, client, timeouts
+from providers.http import TRANSPORT_ERRORS, bearer_json_headers, client, timeouts
 from providers.types import ProviderError, Target
 
 JSON = dict[str, Any]
@@ -448,10 +448,7 @@ class CohereAdapter:
     kind = "cohere"
 
     def headers(self, target: Target) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            headers["Authorization"] = f"Bearer {target.api_key}"
-        return headers
+        return bearer_json_headers(target)
 
     def url(self, target: Target) -> str:
         # The API root, without a version; a root that names /v2 already is accepted as given.

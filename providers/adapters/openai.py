@@ -30,7 +30,7 @@ from gateway.schemas import (
 )
 from providers.adapters import errors
 from providers.adapters.base import EnvConfig, ProviderSpec
-from providers.http import TRANSPORT_ERRORS, client, timeouts
+from providers.http import TRANSPORT_ERRORS, bearer_json_headers, client, timeouts
 from providers.types import ProviderError, Target
 
 _response = msgspec.json.Decoder(ChatResponse)
@@ -107,10 +107,7 @@ class OpenAIAdapter:
     # --- Hooks for OpenAI-format providers ---------------------------------------------------------------------
 
     def headers(self, target: Target) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            headers["Authorization"] = f"Bearer {target.api_key}"
-        return headers
+        return bearer_json_headers(target)
 
     def url(self, target: Target) -> str:
         return target.base_url.rstrip("/") + "/chat/completions"

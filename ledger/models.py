@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Now
 
 
 class CacheStatus(models.TextChoices):
@@ -66,12 +67,24 @@ class LedgerEntry(models.Model):
     estimate_method = models.CharField(
         max_length=64, blank=True, help_text="The estimators and their versions, so old rows stay explainable."
     )
+    # What a cache hit spared: the estimates of the answer it replayed (zero for every other row).
+    energy_saved_joules = models.FloatField(default=0.0)
+    co2e_saved_grams = models.FloatField(default=0.0)
+    cost_saved_usd = models.DecimalField(max_digits=20, decimal_places=12, default=0)
+    # When the row reached the database, which can be long after created_at (a spool replayed after an outage):
+    # the rollups recompute the days of rows recorded since their last run.
+    recorded_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "ledger entry"
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["tenant", "created_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["recorded_at"]),
+            models.Index(fields=["provider", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return self.request_id
@@ -129,3 +142,98 @@ class PriceOverride(models.Model):
             raise ValidationError({"provider_kind": f"Unknown provider kind; known: {', '.join(SPECS)}."})
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise ValidationError({"valid_until": "Must be after valid from."})
+
+
+class DailyUsage(models.Model):
+    """One UTC day of the ledger per tenant, key, provider and model: what finance's reports read.
+
+    Maintained by `ledger.rollups` (a Celery periodic task), which recomputes whole days from the raw rows, so
+    the sums equal the ledger's exactly; never edited by hand.
+    """
+
+    day = models.DateField()
+    tenant = models.ForeignKey("tenants.Tenant", null=True, on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey("tenants.ApiKey", null=True, on_delete=models.PROTECT, related_name="+")
+    provider = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0, help_text="Requests answered with a status of 400 or more.")
+    cache_hits = models.BigIntegerField(default=0)
+    unpriced_requests = models.BigIntegerField(default=0, help_text="Requests whose price was unknown.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    energy_joules = models.FloatField(default=0.0)
+    energy_joules_min = models.FloatField(default=0.0)
+    energy_joules_max = models.FloatField(default=0.0)
+    energy_saved_joules = models.FloatField(default=0.0)
+    co2e_grams = models.FloatField(default=0.0)
+    co2e_grams_min = models.FloatField(default=0.0)
+    co2e_grams_max = models.FloatField(default=0.0)
+    co2e_saved_grams = models.FloatField(default=0.0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cost_saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = "daily usage"
+        verbose_name_plural = "daily usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "api_key", "provider", "model"],
+                nulls_distinct=False,
+                name="daily_usage_one_row_per_group",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tenant_id or '-'} {self.provider}/{self.model}"
+
+
+class RollupWatermark(models.Model):
+    """How far the rollups have read the ledger, by `LedgerEntry.recorded_at`."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    recorded_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.recorded_until}"
+
+
+class AuditAction(models.TextChoices):
+    KEY_CREATED = "key.created", "key created"
+    KEY_ROTATED = "key.rotated", "key rotated"
+    KEY_REVOKED = "key.revoked", "key revoked"
+    RATE_LIMITED = "quota.denied", "rate limit denial"
+    BUDGET_DENIED = "budget.denied", "budget denial"
+    BREAKER_OPENED = "breaker.opened", "breaker opened"
+    BREAKER_CLOSED = "breaker.closed", "breaker closed"
+    CONFIG_CREATED = "config.created", "configuration added"
+    CONFIG_CHANGED = "config.changed", "configuration changed"
+    CONFIG_DELETED = "config.deleted", "configuration deleted"
+
+
+class AuditEvent(models.Model):
+    """What happened, who did it and what changed: append-only, read-only in admin. Never holds a secret."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(db_default=Now(), db_index=True)
+    action = models.CharField(max_length=32, choices=AuditAction.choices, db_index=True)
+    actor = models.CharField(max_length=150, help_text="An admin user, 'cli:<user>', or 'gateway'.")
+    # Plain text, not foreign keys: the event outlives what it is about.
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target = models.CharField(max_length=200, blank=True, help_text="How the target read at the time.")
+    tenant = models.CharField(max_length=64, blank=True, db_index=True, help_text="The tenant's slug, if any.")
+    changes = models.JSONField(default=dict, blank=True, help_text="Field: [before, after], or details.")
+    request_id = models.CharField(max_length=160, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target}"

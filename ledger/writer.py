@@ -27,7 +27,8 @@ BATCH_SIZE = 500
 # Errors about the connection, worth retrying the same rows; anything else is about the rows themselves.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
 
-_FIELDS = [f for f in LedgerEntry._meta.concrete_fields]
+# Columns the database fills itself (recorded_at) are left to it.
+_FIELDS = [f for f in LedgerEntry._meta.concrete_fields if not f.has_db_default()]
 _COLUMNS = [f.column for f in _FIELDS]
 _INSERT = (
     f"INSERT INTO {LedgerEntry._meta.db_table} ({', '.join(_COLUMNS)}) "

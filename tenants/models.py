@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 from django.utils import timezone
 
@@ -10,6 +12,12 @@ class Plan(models.Model):
     name = models.CharField(max_length=100, unique=True)
     rate_limit_per_minute = models.PositiveIntegerField(
         help_text="Requests per minute allowed for each tenant on this plan."
+    )
+    daily_budget_usd = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="USD per UTC day; blank: no budget."
+    )
+    monthly_budget_usd = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="USD per calendar month; blank: no budget."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -25,6 +33,12 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
     is_active = models.BooleanField(default=True, help_text="Inactive tenants' keys are refused.")
+    daily_budget_usd = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="Overrides the plan's; blank: the plan's."
+    )
+    monthly_budget_usd = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="Overrides the plan's; blank: the plan's."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -32,6 +46,14 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def effective_daily_budget_usd(self) -> Decimal | None:
+        return self.daily_budget_usd if self.daily_budget_usd is not None else self.plan.daily_budget_usd
+
+    @property
+    def effective_monthly_budget_usd(self) -> Decimal | None:
+        return self.monthly_budget_usd if self.monthly_budget_usd is not None else self.plan.monthly_budget_usd
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -65,14 +65,26 @@ application = ProtocolTypeRouter(
 )
 
 
+async def on_startup() -> None:
+    """Once serving: replay ledger rows that processes gone before left in the spool; start periodic tasks."""
+    from greengate_site import periodic
+    from ledger.writer import ledger_writer
+
+    ledger_writer.start()
+    periodic.start()
+
+
 async def on_shutdown() -> None:
     """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
-    from greengate_site import redis
+    import asyncio
+
+    from greengate_site import periodic, redis
     from ledger.writer import ledger_writer
     from providers import breaker
     from providers.http import close_clients
 
     await ledger_writer.close()
+    await asyncio.to_thread(periodic.stop)
     await breaker.local.flush()
     await close_clients()
     await redis.aclose()
@@ -81,4 +93,5 @@ async def on_shutdown() -> None:
 # Hooks the server (greengate_site.server) calls: it refuses some requests itself, and drains on SIGTERM.
 application.on_refused = account_refused
 application.on_shutdown = on_shutdown
+application.on_startup = on_startup
 application.on_draining = start_draining

@@ -203,6 +203,21 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL and "CELERY_BROKER_URL" not in os.environ)
 CELERY_TASK_IGNORE_RESULT = True
+# Periodic tasks (ledger rollups) run in each gateway process's own beat thread, so a bare `make run` keeps the
+# reports current; set false where dedicated `celery beat` and worker processes run them (docker-compose).
+PERIODIC_TASKS_IN_PROCESS = env_bool("PERIODIC_TASKS_IN_PROCESS", True)
+ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 60.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE = {
+    "refresh-ledger-rollups": {"task": "ledger.tasks.refresh_rollups", "schedule": ROLLUP_INTERVAL_SECONDS},
+}
+
+# The ledger's spool (ledger.spool): each row is on local disk before its answer is finished, until PostgreSQL
+# has it. Keep it on a local disk that survives restarts of the gateway.
+LEDGER_SPOOL_DIR = Path(env_str("LEDGER_SPOOL_DIR", str(DATA_DIR / "spool"))).resolve()
+# How often a gateway looks for segments left by processes that died, to replay them.
+LEDGER_SPOOL_SCAN_SECONDS = env_float("LEDGER_SPOOL_SCAN_SECONDS", 5.0, minimum=0.05)
+# Rows held in memory while PostgreSQL is away; beyond this they wait on disk only.
+LEDGER_MEMORY_ROWS = env_int("LEDGER_MEMORY_ROWS", 20_000, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -54,9 +54,10 @@ def _check_hooks(app: Any) -> None:
     refused = getattr(app, "on_refused", None)
     if refused is not None and not callable(refused):
         raise ConfigError("the app's on_refused must be callable")
-    shutdown = getattr(app, "on_shutdown", None)
-    if shutdown is not None and not inspect.iscoroutinefunction(shutdown):
-        raise ConfigError("the app's on_shutdown must be an async function")
+    for hook in ("on_startup", "on_shutdown"):
+        function = getattr(app, hook, None)
+        if function is not None and not inspect.iscoroutinefunction(function):
+            raise ConfigError(f"the app's {hook} must be an async function")
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

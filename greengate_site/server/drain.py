@@ -73,6 +73,7 @@ class GuardedServer(daphne.server.Server):
         self.on_refused: RefusedHook | None = getattr(application, "on_refused", None)
         self.on_shutdown: ShutdownHook | None = getattr(application, "on_shutdown", None)
         self.on_draining: Callable[[], None] | None = getattr(application, "on_draining", None)
+        self.on_startup: ShutdownHook | None = getattr(application, "on_startup", None)
         self.ports: list[Any] = []
         super().__init__(application, **kwargs)
 
@@ -92,6 +93,20 @@ class GuardedServer(daphne.server.Server):
         scope[REQUEST_ID_SCOPE_KEY] = request_id
         protocol.greengate_request_id = request_id
         return super().create_application(protocol, scope)
+
+    def start_app(self) -> None:
+        """Run the app's on_startup hook once the reactor (and with it the asyncio loop) runs."""
+        hook = self.on_startup
+        if hook is None:
+            return
+
+        async def run() -> None:
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001 - serving goes on; the hook's work is retried by its own means
+                logger.exception("the app's on_startup hook failed")
+
+        asyncio.ensure_future(run())
 
     def listen_success(self, port: Any) -> None:
         super().listen_success(port)
@@ -166,6 +181,9 @@ def serve(app: Any, host: str, port: int, limits: Limits, shutdown_grace: float)
         shown = f"[{host}]" if ":" in host else host
         for _, bound_port in server.listening_addresses:
             logger.info("GreenGate listening on http://%s:%s", shown, bound_port)
+        from twisted.internet import reactor
+
+        reactor.callWhenRunning(server.start_app)
 
     server = GuardedServer(
         app,

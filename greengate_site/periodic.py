@@ -48,6 +48,7 @@ def start() -> None:
         return
     from greengate_site.celery import app
 
+    app.loader.import_default_modules()  # registers the apps' tasks (autodiscovery is lazy)
     _service = beat.EmbeddedService(app, thread=True, scheduler_cls=InProcessScheduler)
     _service.start()
     logger.info("periodic tasks running in this process", extra={"tasks": sorted(settings.CELERY_BEAT_SCHEDULE)})

@@ -176,7 +176,10 @@ class LedgerWriter:
                         state.spool.mark_written(segment)
                     state.queue.task_done()
             if state.queue.empty():
-                await self._replay_spilled(state)
+                try:
+                    await self._replay_spilled(state)
+                except Exception:
+                    logger.exception("ledger spool replay failed; retrying after the next batch")
 
     async def _replay_spilled(self, state: _LoopState) -> None:
         """Segments with rows that never fit in memory: read back and written once memory has caught up."""
@@ -186,7 +189,8 @@ class LedgerWriter:
             for segment in state.spool.spilled():
                 if segment.released:
                     continue
-                orphan = Orphan(path=segment.path, fd=os.dup(segment.fd))
+                # A reader of its own: the segment's descriptor is write-only.
+                orphan = Orphan(path=segment.path, fd=os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC))
                 await self._replay(state, orphan)
                 orphan.abandon()
                 state.spool.release(segment)

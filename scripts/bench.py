@@ -479,6 +479,13 @@ def render(meta: dict[str, Any], results: dict[str, Any]) -> str:
         lines.append(
             f"{c.mode:<7} {c.concurrency:>4} {c.added_p50_ms:>9.2f} {c.added_p99_ms:>9.2f} {c.rps_ratio:>10.3f}"
         )
+    spool = results.get("spool")
+    if spool:
+        lines += [
+            "",
+            f"Ledger spool, per request: {spool['encode_us'] + spool['append_us']:.1f} us on the event loop "
+            f"(encode {spool['encode_us']:.1f} us + write {spool['append_us']:.1f} us, {spool['row_bytes']} bytes)",
+        ]
     failed = [r for r in [*results["bursts"], *results["loads"]] if r.failures]
     if failed:
         lines += ["", "Failed requests:"]
@@ -497,6 +504,7 @@ def write_json(meta: dict[str, Any], results: dict[str, Any], problems: list[str
         "bursts": bursts,
         "loads": [asdict(r) for r in results["loads"]],
         "comparisons": [asdict(c) for c in results["comparisons"]],
+        "spool": results.get("spool"),
         "gateway_log_problems": problems,
     }
     RESULTS_FILE.write_text(json.dumps(document, indent=2) + "\n")
@@ -570,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run_all(targets, counts, progress))
         gateway = servers[1]
     problems = log_problems(gateway)  # read after shutdown, so the drain on SIGTERM is included
+
+    progress("timing the ledger spool (what the crash guarantee costs a request)")
+    spool = json.loads(run_checked([sys.executable, str(ROOT / "scripts" / "spool_bench.py")], env, "spool bench"))
+    results["spool"] = spool
 
     any_failures = any(r.failures for r in [*results["bursts"], *results["loads"]])
     proof_ok = all(b.passed is not False for b in results["bursts"])

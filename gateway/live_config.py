@@ -15,6 +15,7 @@ from django.conf import settings
 
 from greengate_site import redis as shared
 from providers.types import Target
+from tenants.limits import Limits, effective_limits
 
 if TYPE_CHECKING:
     from ledger.estimates import PriceOverrideRule
@@ -40,7 +41,7 @@ class KeyEntry:
     tenant_id: int
     tenant_slug: str
     plan_id: int
-    rate_limit_per_minute: int
+    limits: Limits
     expires_at: float | None  # epoch seconds
 
 
@@ -68,7 +69,7 @@ def load_snapshot(version: int) -> Snapshot:
             tenant_id=key.tenant_id,
             tenant_slug=key.tenant.slug,
             plan_id=key.tenant.plan_id,
-            rate_limit_per_minute=key.tenant.plan.rate_limit_per_minute,
+            limits=effective_limits(key, key.tenant, key.tenant.plan),
             expires_at=key.expires_at.timestamp() if key.expires_at else None,
         )
     overrides = _price_overrides(PriceOverride.objects.select_related("provider"))

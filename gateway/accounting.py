@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 
 from gateway import lifecycle
+from gateway.admission import rate_limits
 from gateway.call import CHAT, CLIENT_CLOSED, EMBEDDINGS, ENDPOINTS, Call
 from gateway.schemas import GreenGateFigures, Usage, message_text
 from ledger import estimates
@@ -79,6 +80,7 @@ def account(call: Call) -> None:
         entry.cost_source = CostSource.FAILED if call.attempts else CostSource.NONE
     call.entry = entry
     ledger_writer.record(entry)
+    rate_limits.settle_later(call, entry.prompt_tokens + entry.completion_tokens)
     _log(call, entry)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from gateway.schemas import ChatRequest, EmbeddingRequest, Usage
 
 if TYPE_CHECKING:
+    from gateway.admission.limiter import Limit
     from gateway.errors import GatewayError
     from gateway.live_config import KeyEntry, Snapshot
     from ledger.models import LedgerEntry
@@ -54,6 +55,12 @@ class Call:
     accounted: bool = False
     # The row accounting queued: what the client is shown of the estimates comes from it.
     entry: LedgerEntry | None = None
+    client_address: str = ""
+    # Headers every answer to this call carries (x-ratelimit-*), errors included.
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # Token limits the call reserved `reserved_tokens` against, settled to the real usage once accounted.
+    token_limits: list[Limit] = field(default_factory=list)
+    reserved_tokens: int = 0
 
     @property
     def model(self) -> str:

@@ -24,6 +24,7 @@ from msgspec import UNSET
 
 from gateway import attempts, lifecycle
 from gateway.accounting import account, figure_headers, figures, final_usage
+from gateway.admission import rate_limits
 from gateway.auth import authenticate
 from gateway.call import EMBEDDINGS, Call
 from gateway.errors import (
@@ -80,7 +81,11 @@ async def identify(call: Call, body: bytes, authorization: str | None) -> None:
     Never raises a GatewayError: a refusal is kept on the call for `serve()` to answer and account.
     """
     try:
-        call.key, call.snapshot = await authenticate(authorization, live_config)
+        try:
+            call.key, call.snapshot = await authenticate(authorization, live_config)
+        except GatewayError as refused:
+            # Guessing keys is limited per client address, and never costs a tenant anything.
+            raise await rate_limits.admit_unauthenticated(call.client_address, call.request_id) or refused from None
         if call.endpoint == EMBEDDINGS:
             call.embedding = parse_embedding_request(body)
         else:
@@ -110,6 +115,8 @@ async def serve(call: Call, out: Responder) -> None:
     except GatewayError as exc:
         call.fail(exc.status, exc.code)
         account(call)
+        for name, value in call.response_headers.items():
+            exc.headers.setdefault(name, value)
         await out.error(exc)
     except asyncio.CancelledError:
         account(call)  # the client left, or the server is shutting down: billed for what was sent
@@ -130,7 +137,11 @@ async def serve(call: Call, out: Responder) -> None:
 
 # 3. Admit.
 async def admit(call: Call) -> None:
-    """Rate limits, budget and idempotency, in that order. Admits everything until quotas are enforced."""
+    """The caller's models, then rate limits, budget and idempotency, in that order."""
+    assert call.key is not None
+    if not call.key.limits.allows_model(call.model):
+        raise model_not_found(call.model)  # as if it did not exist: a caller learns nothing of others' models
+    await rate_limits.admit(call)
 
 
 # 4. Cache.
@@ -174,7 +185,7 @@ async def answer_json(call: Call, targets: list[Target], out: Responder) -> None
         response.usage = final_usage(call)[0]
     call.status = 200
     account(call)
-    await out.json(200, encoder.encode(response), figure_headers(call))
+    await out.json(200, encoder.encode(response), answer_headers(call))
 
 
 # 6-7. Call and account, for embeddings.
@@ -188,7 +199,7 @@ async def answer_embeddings(call: Call, targets: list[Target], out: Responder) -
     call.status = 200
     account(call)
     body = _embedding_response(result, call.target.upstream_model, usage, call.embedding.encoding_format == "base64")
-    await out.json(200, encoder.encode(body), figure_headers(call))
+    await out.json(200, encoder.encode(body), answer_headers(call))
 
 
 def _embedding_response(result: EmbeddingResult, model: str, usage: Usage, as_base64: bool) -> EmbeddingResponse:
@@ -214,7 +225,7 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
     upstream, first, deadline = await attempts.open_stream(call, targets)
     include_usage = call.chat.include_usage
     try:
-        await out.start_stream([])
+        await out.start_stream(extra_headers(call))
         # One deadline for the whole relay (a timer per chunk cost measurably at high concurrency).
         async with asyncio.timeout_at(deadline):
             chunk: ChatChunk | None = first
@@ -237,6 +248,14 @@ async def answer_stream(call: Call, targets: list[Target], out: Responder) -> No
         raise from_provider_error(exc) from None
     finally:
         await upstream.aclose()
+
+
+def extra_headers(call: Call) -> Headers:
+    return [(name.encode(), value.encode()) for name, value in call.response_headers.items()]
+
+
+def answer_headers(call: Call) -> Headers:
+    return [*figure_headers(call), *extra_headers(call)]
 
 
 def _relay(call: Call, chunk: ChatChunk, include_usage: bool) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -61,7 +62,19 @@ BODY_TIMEOUT_SECONDS = body_timeout_seconds()
 KEEPALIVE_TIMEOUT_SECONDS = keepalive_timeout_seconds()
 SHUTDOWN_GRACE_SECONDS = shutdown_grace_seconds()
 MAX_COMPLETION_TOKENS = env_int("MAX_COMPLETION_TOKENS", 131_072, minimum=1)
+# Requests per minute: the default plan's per-tenant limit, and each unauthenticated client address's.
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+# Tokens per minute of the default plan (blank in admin: unlimited).
+TOKENS_PER_MINUTE = env_int("TOKENS_PER_MINUTE", 1_000_000, minimum=1)
+# What a request that names no maximum is assumed to generate, per choice, when reserving tokens and budget.
+DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 4096, minimum=1)
+# Proxies in front of GreenGate whose X-Forwarded-For is believed (addresses or CIDR ranges); by default
+# none, and the client address is the connection's.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+try:
+    TRUSTED_PROXY_NETWORKS = tuple(ipaddress.ip_network(p, strict=False) for p in TRUSTED_PROXIES)
+except ValueError as _exc:
+    raise ConfigError(f"TRUSTED_PROXIES: {_exc}") from None
 
 # Browser origins allowed to call the API (exact scheme://host[:port], or *); none by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])

@@ -9,8 +9,11 @@ from tenants.keys import generate_secret, hash_secret, visible_prefix
 from tenants.models import ApiKey, Plan, Tenant
 
 
-def plan_default(*, rate_limit_per_minute: int) -> Plan:
-    plan, _ = Plan.objects.get_or_create(name="default", defaults={"rate_limit_per_minute": rate_limit_per_minute})
+def plan_default(*, rate_limit_per_minute: int, tokens_per_minute: int | None = None) -> Plan:
+    plan, _ = Plan.objects.get_or_create(
+        name="default",
+        defaults={"rate_limit_per_minute": rate_limit_per_minute, "tokens_per_minute": tokens_per_minute},
+    )
     return plan
 
 

@@ -15,6 +15,9 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("REDIS_KEY_PREFIX", f"greengate-test-{secrets.token_hex(6)}:")
 os.environ.setdefault("CONFIG_REFRESH_SECONDS", "0.2")
 os.environ.setdefault("LOG_LEVEL", "warning")
+# Many tests send bad keys from 127.0.0.1 to every server of the run: the per-address limit on unauthenticated
+# callers must not turn their 401s into 429s (tests of that limit start a server with a low one).
+os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "1000000")
 
 from greengate_site.settings import *  # noqa: E402,F403
 from greengate_site.settings import DATABASES  # noqa: E402

@@ -14,6 +14,7 @@ from django.core.handlers.exception import convert_exception_to_response
 
 from gateway import pipeline
 from gateway.accounting import recorded
+from gateway.admission.client_address import client_address
 from gateway.call import CHAT, Call
 from gateway.errors import GatewayError, method_not_allowed, request_too_large, unknown_url
 from gateway.transport.consumers import CALL_KEY
@@ -81,7 +82,10 @@ class PipelineJoint:
             await self.json_app(scope, receive, send)
             return
         call = Call(
-            request_id=request_id_of(scope), client_request_id=client_request_id_of(scope), endpoint=self.endpoint
+            request_id=request_id_of(scope),
+            client_request_id=client_request_id_of(scope),
+            endpoint=self.endpoint,
+            client_address=client_address(scope),
         )
         async with recorded(call):
             body = await _read_body(receive, settings.MAX_REQUEST_BYTES)

@@ -92,14 +92,17 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 class ModelListView(GatewayAPIView):
+    """The models this caller may use: routed ones, within its plan's, tenant's and key's lists."""
+
     async def get(self, request: Any) -> Response:
-        _, snapshot = await authenticate(request.headers.get("Authorization"), live_config)
-        return Response({"object": "list", "data": [_model_card(name) for name in sorted(snapshot.routes)]})
+        key, snapshot = await authenticate(request.headers.get("Authorization"), live_config)
+        names = sorted(name for name in snapshot.routes if key.limits.allows_model(name))
+        return Response({"object": "list", "data": [_model_card(name) for name in names]})
 
 
 class ModelDetailView(GatewayAPIView):
     async def get(self, request: Any, model: str) -> Response:
-        _, snapshot = await authenticate(request.headers.get("Authorization"), live_config)
-        if model not in snapshot.routes:
+        key, snapshot = await authenticate(request.headers.get("Authorization"), live_config)
+        if model not in snapshot.routes or not key.limits.allows_model(model):
             raise model_not_found(model)
         return Response(_model_card(model))

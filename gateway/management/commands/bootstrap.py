@@ -45,7 +45,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser("admin", "admin@localhost", password)
-            plan = plan_default(rate_limit_per_minute=settings.RATE_LIMIT_PER_MINUTE)
+            plan = plan_default(
+                rate_limit_per_minute=settings.RATE_LIMIT_PER_MINUTE, tokens_per_minute=settings.TOKENS_PER_MINUTE
+            )
             tenant = Tenant.objects.filter(slug=DEMO_TENANT).first() or tenant_create(
                 slug=DEMO_TENANT, name="Demo tenant", plan=plan
             )

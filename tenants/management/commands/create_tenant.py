@@ -21,7 +21,9 @@ class Command(BaseCommand):
             except Plan.DoesNotExist:
                 raise CommandError(f"No plan named {plan!r}.") from None
         else:
-            chosen = plan_default(rate_limit_per_minute=settings.RATE_LIMIT_PER_MINUTE)
+            chosen = plan_default(
+                rate_limit_per_minute=settings.RATE_LIMIT_PER_MINUTE, tokens_per_minute=settings.TOKENS_PER_MINUTE
+            )
         try:
             tenant = tenant_create(slug=slug, name=name, plan=chosen)
         except ValidationError as exc:

@@ -47,8 +47,10 @@ for i = 1, count do
   local expired = redis.call('ZRANGEBYSCORE', zset, '-inf', now - window)
   if #expired > 0 then
     local freed = 0
-    for _, m in ipairs(expired) do freed = freed + tonumber(redis.call('HGET', weights, m) or '0') end
-    redis.call('HDEL', weights, unpack(expired))
+    for _, m in ipairs(expired) do
+      freed = freed + tonumber(redis.call('HGET', weights, m) or '0')
+      redis.call('HDEL', weights, m)  -- one by one: unpack() of a long list overflows Lua's stack
+    end
     redis.call('ZREMRANGEBYSCORE', zset, '-inf', now - window)
     redis.call('DECRBY', total, freed)
   end

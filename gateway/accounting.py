@@ -6,10 +6,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
 
 from gateway import lifecycle
-from gateway.admission import rate_limits
+from gateway.admission import budgets, rate_limits
 from gateway.call import CHAT, CLIENT_CLOSED, EMBEDDINGS, ENDPOINTS, Call
 from gateway.schemas import GreenGateFigures, Usage, message_text
 from ledger import estimates
@@ -18,6 +19,7 @@ from ledger.models import LedgerEntry
 from ledger.writer import ledger_writer
 from providers.adapters.registry import spec_for
 from providers.tokens import count_messages, count_text, embedding_input_tokens, encoding_for
+from providers.types import Target
 
 # Sources whose energy and carbon figures are estimates worth showing (the others are zeros with a reason).
 ESTIMATED = frozenset({EnergySource.ECOLOGITS, EnergySource.PARAMETERS, EnergySource.DEFAULT})
@@ -81,6 +83,7 @@ def account(call: Call) -> None:
     call.entry = entry
     ledger_writer.record(entry)
     rate_limits.settle_later(call, entry.prompt_tokens + entry.completion_tokens)
+    budgets.settle_later(call, entry.cost_usd, processed(call))
     _log(call, entry)
 
 
@@ -139,8 +142,7 @@ def _estimate(call: Call, usage: Usage, entry: LedgerEntry) -> None:
         entry.energy_source, entry.cost_source, entry.cost_usd = EnergySource.NONE, CostSource.NONE, Decimal(0)
         return
     spec = spec_for(target.kind)
-    # Azure's upstream model is a deployment name; the public name is often the model's own.
-    names = tuple(dict.fromkeys(n for n in (target.upstream_model, call.model) if n))
+    names = price_names(target, call.model)
     entry.electricity_zone = target.electricity_zone
     if call.endpoint == EMBEDDINGS:
         entry.energy_source = EnergySource.NOT_ESTIMATED  # ecologits models text generation only
@@ -159,7 +161,19 @@ def _estimate(call: Call, usage: Usage, entry: LedgerEntry) -> None:
         entry.co2e_grams = impact.co2e_grams
         entry.co2e_grams_min = impact.co2e_grams_min
         entry.co2e_grams_max = impact.co2e_grams_max
-    price = estimates.cost(
+    price = price_of(target, usage, names, call.started_at)
+    entry.cost_source, entry.cost_usd = price.source, price.usd
+
+
+def price_names(target: Target, model: str) -> tuple[str, ...]:
+    # Azure's upstream model is a deployment name; the public name is often the model's own.
+    return tuple(dict.fromkeys(n for n in (target.upstream_model, model) if n))
+
+
+def price_of(target: Target, usage: Usage, names: tuple[str, ...], when: datetime) -> estimates.Cost:
+    """What `usage` costs on `target`: its negotiated price at `when`, else genai-prices' (budgets use it too)."""
+    spec = spec_for(target.kind)
+    return estimates.cost(
         estimates.TokenCounts(
             input=usage.input_tokens,
             output=usage.output_tokens,
@@ -171,10 +185,9 @@ def _estimate(call: Call, usage: Usage, entry: LedgerEntry) -> None:
         # knows it (OpenRouter, Groq, ...).
         api_url=target.base_url if spec.price_provider is None else "",
         model_names=names,
-        when=call.started_at,
+        when=when,
         overrides=target.price_overrides,
     )
-    entry.cost_source, entry.cost_usd = price.source, price.usd
 
 
 def figures(call: Call) -> GreenGateFigures | None:

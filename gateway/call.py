@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from gateway.schemas import ChatRequest, EmbeddingRequest, Usage
 
 if TYPE_CHECKING:
+    from gateway.admission.budgets import Budget
     from gateway.admission.limiter import Limit
     from gateway.errors import GatewayError
     from gateway.live_config import KeyEntry, Snapshot
@@ -61,6 +62,11 @@ class Call:
     # Token limits the call reserved `reserved_tokens` against, settled to the real usage once accounted.
     token_limits: list[Limit] = field(default_factory=list)
     reserved_tokens: int = 0
+    # GreenGate's count of the prompt and the most output the call may ask for (limits and budgets share it).
+    token_estimate: tuple[int, int] | None = None
+    # Budgets the call reserved `budget_reservation` against (nano-USD), settled to its cost once accounted.
+    budgets: list[Budget] = field(default_factory=list)
+    budget_reservation: int = 0
 
     @property
     def model(self) -> str:

@@ -24,7 +24,7 @@ from msgspec import UNSET
 
 from gateway import attempts, lifecycle
 from gateway.accounting import account, figure_headers, figures, final_usage
-from gateway.admission import rate_limits
+from gateway.admission import budgets, rate_limits
 from gateway.auth import authenticate
 from gateway.call import EMBEDDINGS, Call
 from gateway.errors import (
@@ -142,6 +142,7 @@ async def admit(call: Call) -> None:
     if not call.key.limits.allows_model(call.model):
         raise model_not_found(call.model)  # as if it did not exist: a caller learns nothing of others' models
     await rate_limits.admit(call)
+    await budgets.admit(call)
 
 
 # 4. Cache.

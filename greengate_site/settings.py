@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 from greengate_site.database import database_from_url, embedded_database
@@ -68,6 +69,13 @@ RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 TOKENS_PER_MINUTE = env_int("TOKENS_PER_MINUTE", 1_000_000, minimum=1)
 # What a request that names no maximum is assumed to generate, per choice, when reserving tokens and budget.
 DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 4096, minimum=1)
+# What a request whose price is unknown counts against budgets (reserved, then spent): never free.
+try:
+    BUDGET_UNPRICED_REQUEST_USD = Decimal(env_str("BUDGET_UNPRICED_REQUEST_USD", "0.01"))
+except ArithmeticError:
+    raise ConfigError("BUDGET_UNPRICED_REQUEST_USD must be a decimal number of US dollars, e.g. 0.01") from None
+if not BUDGET_UNPRICED_REQUEST_USD.is_finite() or not 0 <= BUDGET_UNPRICED_REQUEST_USD <= 1000:
+    raise ConfigError("BUDGET_UNPRICED_REQUEST_USD must be between 0 and 1000")
 # Proxies in front of GreenGate whose X-Forwarded-For is believed (addresses or CIDR ranges); by default
 # none, and the client address is the connection's.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])

@@ -29,14 +29,23 @@ def limits_for(call: Call) -> list[Limit]:
     return chosen
 
 
+def estimated_usage(call: Call) -> tuple[int, int]:
+    """The call's prompt tokens (GreenGate's count) and the most output it may ask for; counted once per call."""
+    if call.token_estimate is None:
+        if call.embedding is not None:
+            call.token_estimate = (embedding_input_tokens(call.embedding.inputs, call.embedding.model).tokens, 0)
+        else:
+            assert call.chat is not None
+            prompt = count_messages((message_text(m) for m in call.chat.messages), call.chat.model).tokens
+            output = call.chat.output_limit or settings.DEFAULT_MAX_OUTPUT_TOKENS
+            call.token_estimate = (prompt, output * (call.chat.n or 1))
+    return call.token_estimate
+
+
 def estimated_tokens(call: Call) -> int:
     """What the call may use at most, as OpenAI counts it against a token limit: prompt plus maximum output."""
-    if call.embedding is not None:
-        return embedding_input_tokens(call.embedding.inputs, call.embedding.model).tokens
-    assert call.chat is not None
-    prompt = count_messages((message_text(m) for m in call.chat.messages), call.chat.model).tokens
-    output = call.chat.output_limit or settings.DEFAULT_MAX_OUTPUT_TOKENS
-    return prompt + output * (call.chat.n or 1)
+    prompt, output = estimated_usage(call)
+    return prompt + output
 
 
 async def admit(call: Call) -> None:

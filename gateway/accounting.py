@@ -98,6 +98,7 @@ def _bare_entry(call: Call) -> LedgerEntry:
         latency_ms=round((time.monotonic() - call.started) * 1000),
         tenant_id=call.key.tenant_id if call.key else None,
         api_key_id=call.key.key_id if call.key else None,
+        replay_of=call.replay_of,
     )
 
 

@@ -11,6 +11,7 @@ from gateway.schemas import ChatRequest, EmbeddingRequest, Usage
 
 if TYPE_CHECKING:
     from gateway.admission.budgets import Budget
+    from gateway.admission.idempotency import Claim
     from gateway.admission.limiter import Limit
     from gateway.errors import GatewayError
     from gateway.live_config import KeyEntry, Snapshot
@@ -67,6 +68,12 @@ class Call:
     # Budgets the call reserved `budget_reservation` against (nano-USD), settled to its cost once accounted.
     budgets: list[Budget] = field(default_factory=list)
     budget_reservation: int = 0
+    # The request's idempotency key and body fingerprint; the claim once this call owns the key.
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+    idempotency: Claim | None = None
+    # For a repeat answered from an idempotency key's stored answer: the request that ran.
+    replay_of: str = ""
 
     @property
     def model(self) -> str:

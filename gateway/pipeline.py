@@ -24,7 +24,7 @@ from msgspec import UNSET
 
 from gateway import attempts, lifecycle
 from gateway.accounting import account, figure_headers, figures, final_usage
-from gateway.admission import budgets, rate_limits
+from gateway.admission import budgets, idempotency, rate_limits
 from gateway.auth import authenticate
 from gateway.call import EMBEDDINGS, Call
 from gateway.errors import (
@@ -47,6 +47,7 @@ from gateway.schemas import (
     encoder,
 )
 from gateway.validation import parse_chat_request, parse_embedding_request
+from greengate_site.request_context import header_value
 from providers.adapters import errors
 from providers.adapters.registry import spec_for
 from providers.router import attempt_order
@@ -75,14 +76,14 @@ class Responder(Protocol):
 
 
 # 1-2. Identify and authenticate.
-async def identify(call: Call, body: bytes, authorization: str | None) -> None:
+async def identify(call: Call, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     """Who is calling and what they ask. The key comes first: an unknown caller's body is never parsed.
 
     Never raises a GatewayError: a refusal is kept on the call for `serve()` to answer and account.
     """
     try:
         try:
-            call.key, call.snapshot = await authenticate(authorization, live_config)
+            call.key, call.snapshot = await authenticate(header_value(headers, b"authorization"), live_config)
         except GatewayError as refused:
             # Guessing keys is limited per client address, and never costs a tenant anything.
             raise await rate_limits.admit_unauthenticated(call.client_address, call.request_id) or refused from None
@@ -91,6 +92,9 @@ async def identify(call: Call, body: bytes, authorization: str | None) -> None:
         else:
             call.chat = parse_chat_request(body)
             call.stream = call.chat.wants_stream
+        call.idempotency_key = idempotency.key_of(headers)
+        if call.idempotency_key is not None:
+            call.fingerprint = idempotency.fingerprint(call.endpoint, body)
     except GatewayError as exc:
         call.error = exc
     except Exception:
@@ -102,7 +106,12 @@ async def serve(call: Call, out: Responder) -> None:
     try:
         if call.error is not None:
             raise call.error
-        await admit(call)
+        stored = await admit(call)
+        if stored is not None:
+            await answer_replay(call, stored, out)
+            return
+        if call.idempotency is not None:
+            out = idempotency.Recorder(out, call.idempotency)
         if await answer_from_cache(call, out):
             return
         targets = await route(call)
@@ -133,16 +142,32 @@ async def serve(call: Call, out: Responder) -> None:
         await out.error(error)
     finally:
         account(call)
+        # After the answer has gone out: an answer worth keeping was stored on its way; otherwise free the key.
+        idempotency.release_later(call.idempotency)
 
 
 # 3. Admit.
-async def admit(call: Call) -> None:
-    """The caller's models, then rate limits, budget and idempotency, in that order."""
+async def admit(call: Call) -> idempotency.Stored | None:
+    """The caller's models, then rate limits, idempotency and budget; a stored answer if the call is a repeat.
+
+    Idempotency comes before the budget: a repeat replays what was already paid for, even over budget.
+    """
     assert call.key is not None
     if not call.key.limits.allows_model(call.model):
         raise model_not_found(call.model)  # as if it did not exist: a caller learns nothing of others' models
     await rate_limits.admit(call)
-    await budgets.admit(call)
+    stored = await idempotency.admit(call)
+    if stored is None:
+        await budgets.admit(call)
+    return stored
+
+
+async def answer_replay(call: Call, stored: idempotency.Stored, out: Responder) -> None:
+    """A repeat of an idempotency key: the first answer again, no upstream call, nothing charged."""
+    call.replay_of = stored.request_id
+    call.status = stored.status
+    account(call)
+    await idempotency.replay(stored, out, extra_headers(call))
 
 
 # 4. Cache.

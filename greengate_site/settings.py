@@ -230,6 +230,7 @@ PERIODIC_TASKS_IN_PROCESS = env_bool("PERIODIC_TASKS_IN_PROCESS", True)
 ROLLUP_INTERVAL_SECONDS = env_float("ROLLUP_INTERVAL_SECONDS", 60.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE = {
     "refresh-ledger-rollups": {"task": "ledger.tasks.refresh_rollups", "schedule": ROLLUP_INTERVAL_SECONDS},
+    "purge-idempotency-keys": {"task": "gateway.tasks.purge_idempotency_keys", "schedule": 3600.0},
 }
 
 # The ledger's spool (ledger.spool): each row is on local disk before its answer is finished, until PostgreSQL

@@ -71,6 +71,8 @@ class LedgerEntry(models.Model):
     energy_saved_joules = models.FloatField(default=0.0)
     co2e_saved_grams = models.FloatField(default=0.0)
     cost_saved_usd = models.DecimalField(max_digits=20, decimal_places=12, default=0)
+    # A repeat of an idempotency key answered with a stored answer: the request whose answer it replayed.
+    replay_of = models.CharField(max_length=160, blank=True, help_text="Replayed answer of this request id.")
     # When the row reached the database, which can be long after created_at (a spool replayed after an outage):
     # the rollups recompute the days of rows recorded since their last run.
     recorded_at = models.DateTimeField(db_default=Now(), editable=False)

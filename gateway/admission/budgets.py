@@ -29,13 +29,13 @@ from decimal import ROUND_CEILING, Decimal
 
 import psycopg
 from django.conf import settings
-from django.db import connections
 from redis.exceptions import RedisError
 
 from gateway.admission.rate_limits import estimated_usage
 from gateway.call import Call
 from gateway.errors import GatewayError
 from gateway.schemas import Usage
+from greengate_site import async_db
 from greengate_site import redis as shared
 from ledger.models import LedgerEntry
 
@@ -264,10 +264,7 @@ async def _settle(member: str, budgets: list[Budget], spent: int) -> None:
 async def seed(budget: Budget) -> None:
     """What the budget's owner has spent this period, from the ledger (after a Redis restart)."""
     column = "tenant_id" if budget.scope == "tenant" else "api_key_id"
-    params = connections["default"].get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
+    async with (await async_db.pool()).connection() as conn:
         cursor = await conn.execute(
             f"SELECT coalesce(sum(coalesce(cost_usd, CASE WHEN cost_source = 'unknown' THEN %s ELSE 0 END)), 0) "
             f"FROM {LedgerEntry._meta.db_table} WHERE {column} = %s AND created_at >= %s AND created_at < %s",

@@ -95,7 +95,7 @@ class PipelineJoint:
                 call.error = body
                 body = b""
             else:
-                await pipeline.identify(call, body, header_value(scope["headers"], b"authorization"))
+                await pipeline.identify(call, body, scope["headers"])
             app = self.stream_app if call.stream else self.json_app
             await app({**scope, CALL_KEY: call}, _replay(body, receive), send)
 

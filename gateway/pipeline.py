@@ -22,7 +22,7 @@ from typing import Protocol
 
 from msgspec import UNSET
 
-from gateway import attempts, lifecycle
+from gateway import attempts, key_usage, lifecycle
 from gateway.accounting import account, figure_headers, figures, final_usage
 from gateway.admission import budgets, idempotency, rate_limits
 from gateway.auth import authenticate
@@ -84,6 +84,7 @@ async def identify(call: Call, body: bytes, headers: list[tuple[bytes, bytes]]) 
     try:
         try:
             call.key, call.snapshot = await authenticate(header_value(headers, b"authorization"), live_config)
+            key_usage.note(call.key.key_id)
         except GatewayError as refused:
             # Guessing keys is limited per client address, and never costs a tenant anything.
             raise await rate_limits.admit_unauthenticated(call.client_address, call.request_id) or refused from None

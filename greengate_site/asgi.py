@@ -78,12 +78,14 @@ async def on_shutdown() -> None:
     """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
     import asyncio
 
+    from gateway import key_usage
     from greengate_site import async_db, periodic, redis
     from ledger.writer import ledger_writer
     from providers import breaker
     from providers.http import close_clients
 
     await ledger_writer.close()
+    await key_usage.flush()
     await async_db.close()
     await asyncio.to_thread(periodic.stop)
     await breaker.local.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import re
@@ -145,6 +146,7 @@ INSTALLED_APPS = [
     "providers",
     "ledger",
     "gateway",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -155,7 +157,19 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login itself.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin logins: after ADMIN_LOGIN_FAILURES failed attempts for one username from one address, that pair is
+# locked out for ADMIN_LOCKOUT_MINUTES (django-axes; attempts are kept in the database, shown in admin).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURES", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("ADMIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client's address as the API sees it: the connection's, or TRUSTED_PROXIES' X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "gateway.admission.client_address.request_address"
 
 ROOT_URLCONF = "greengate_site.urls"
 ASGI_APPLICATION = "greengate_site.asgi.application"

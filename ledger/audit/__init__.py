@@ -1,0 +1,34 @@
+"""The audit trail (the runbook's `events` table): who did what to which configuration, key or breaker, when.
+
+- `events`: sync writes inside the caller's transaction (admin, services, commands); key and config helpers.
+- `values`: rows as JSON-safe values; secrets only ever as "(set)" / "(changed)".
+"""
+
+from __future__ import annotations
+
+from ledger.audit.events import (
+    GATEWAY,
+    SYSTEM,
+    cli_actor,
+    config_changed,
+    config_created,
+    config_deleted,
+    key_created,
+    key_revoked,
+    key_rotated,
+    record,
+)
+
+__all__ = [
+    "GATEWAY",
+    "SYSTEM",
+    "cli_actor",
+    "config_changed",
+    "config_created",
+    "config_deleted",
+    "key_created",
+    "key_revoked",
+    "key_rotated",
+    "record",
+]
+

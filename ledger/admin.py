@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from ledger.audit.admin_mixin import AuditedAdmin
 from ledger.models import LedgerEntry, PriceOverride
 
 
@@ -41,7 +42,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(PriceOverride)
-class PriceOverrideAdmin(admin.ModelAdmin):
+class PriceOverrideAdmin(AuditedAdmin):
     """Negotiated prices: the one valid at a request's start wins over genai-prices' public table."""
 
     list_display = [

@@ -1,6 +1,7 @@
 """The audit trail (the runbook's `events` table): who did what to which configuration, key or breaker, when.
 
 - `events`: sync writes inside the caller's transaction (admin, services, commands); key and config helpers.
+- `admin_mixin`: records every add, change and delete made in admin, inlines included.
 - `values`: rows as JSON-safe values; secrets only ever as "(set)" / "(changed)".
 """
 

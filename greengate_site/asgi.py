@@ -66,13 +66,15 @@ application = ProtocolTypeRouter(
 
 
 async def on_shutdown() -> None:
-    """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
+    """After the server's drain: write every queued ledger row and audit event, then close upstream and Redis."""
     from greengate_site import redis
+    from ledger import audit
     from ledger.writer import ledger_writer
     from providers import breaker
     from providers.http import close_clients
 
     await ledger_writer.close()
+    await audit.drain()  # open denial counts and audit writes in flight
     await breaker.local.flush()
     await close_clients()
     await redis.aclose()

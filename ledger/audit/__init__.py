@@ -2,11 +2,13 @@
 
 - `events`: sync writes inside the caller's transaction (admin, services, commands); key and config helpers.
 - `admin_mixin`: records every add, change and delete made in admin, inlines included.
+- `breakers`: what the gateway records from the event loop, written off the request path.
 - `values`: rows as JSON-safe values; secrets only ever as "(set)" / "(changed)".
 """
 
 from __future__ import annotations
 
+from ledger.audit import background
 from ledger.audit.events import (
     GATEWAY,
     SYSTEM,
@@ -27,9 +29,14 @@ __all__ = [
     "config_changed",
     "config_created",
     "config_deleted",
+    "drain",
     "key_created",
     "key_revoked",
     "key_rotated",
     "record",
 ]
 
+
+async def drain() -> None:
+    """Finish the audit writes in flight (shutdown, tests)."""
+    await background.drain()

@@ -2,13 +2,14 @@
 
 - `events`: sync writes inside the caller's transaction (admin, services, commands); key and config helpers.
 - `admin_mixin`: records every add, change and delete made in admin, inlines included.
-- `breakers`: what the gateway records from the event loop, written off the request path.
+- `breakers`, `denials`: what the gateway records from the event loop, written off the request path.
 - `values`: rows as JSON-safe values; secrets only ever as "(set)" / "(changed)".
 """
 
 from __future__ import annotations
 
 from ledger.audit import background
+from ledger.audit.denials import denial, denials
 from ledger.audit.events import (
     GATEWAY,
     SYSTEM,
@@ -29,6 +30,7 @@ __all__ = [
     "config_changed",
     "config_created",
     "config_deleted",
+    "denial",
     "drain",
     "key_created",
     "key_revoked",
@@ -38,5 +40,6 @@ __all__ = [
 
 
 async def drain() -> None:
-    """Finish the audit writes in flight (shutdown, tests)."""
+    """Settle the open denial counts and finish the writes in flight (shutdown, tests)."""
+    await denials.flush()
     await background.drain()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db import models
+from django.db import models, router
+from django.db.models.deletion import Collector
 from django.forms import BaseModelFormSet, ModelForm
 from django.http import HttpRequest
 
@@ -21,8 +22,13 @@ def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
 
+def _reread(obj: Any) -> Any:
+    # Both sides as stored: a form's values can differ from what the database keeps (precision, encryption).
+    return type(obj)._default_manager.get(pk=obj.pk)
+
+
 def _stored(obj: models.Model) -> dict[str, Any]:
-    return values.snapshot(type(obj)._default_manager.get(pk=obj.pk))
+    return values.snapshot(_reread(obj))
 
 
 class _Gone:
@@ -41,23 +47,35 @@ class _Gone:
         )
 
 
+def _doomed(objs: list[models.Model]) -> list[_Gone]:
+    """The rows a delete removes: those named and those that cascade with them (a provider's deployments)."""
+    if not objs:
+        return []
+    collector = Collector(using=router.db_for_write(type(objs[0])))
+    collector.collect(objs)
+    rows = [obj for instances in collector.data.values() for obj in instances]
+    rows += [obj for queryset in collector.fast_deletes for obj in queryset]
+    return [_Gone(obj) for obj in rows]
+
+
 class AuditedAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
         before = _stored(obj) if change else None
         super().save_model(request, obj, form, change)
         if before is None:
-            events.config_created(obj, actor=_actor(request))
+            events.config_created(_reread(obj), actor=_actor(request))
         else:
-            events.config_changed(obj, before=before, actor=_actor(request))
+            events.config_changed(_reread(obj), before=before, actor=_actor(request))
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        gone = _Gone(obj)
+        gone = _doomed([obj])
         super().delete_model(request, obj)
-        gone.record(_actor(request))
+        for each in gone:
+            each.record(_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
         # The changelist's bulk "Delete selected" action: one event per row.
-        gone = [_Gone(obj) for obj in queryset]
+        gone = _doomed(list(queryset))
         super().delete_queryset(request, queryset)
         for each in gone:
             each.record(_actor(request))
@@ -71,9 +89,11 @@ class AuditedAdmin(admin.ModelAdmin):
         gone = [_Gone(f.instance, stored.get(f.instance.pk)) for f in formset.deleted_forms if f.instance.pk]
         super().save_formset(request, form, formset, change)
         actor = _actor(request)
+        saved = [obj.pk for obj in formset.new_objects] + [obj.pk for obj, _ in formset.changed_objects]
+        now = model._default_manager.in_bulk(saved)
         for obj in formset.new_objects:
-            events.config_created(obj, actor=actor)
+            events.config_created(now[obj.pk], actor=actor)
         for obj, _fields in formset.changed_objects:
-            events.config_changed(obj, before=stored.get(obj.pk, {}), actor=actor)
+            events.config_changed(now[obj.pk], before=stored.get(obj.pk, {}), actor=actor)
         for each in gone:
             each.record(actor)

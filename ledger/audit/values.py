@@ -58,6 +58,9 @@ def field_value(obj: models.Model, field: models.Field) -> Any:
     raw = getattr(obj, field.attname)
     if is_secret(field):
         return Secret(hashlib.sha256(str(raw).encode()).hexdigest() if raw else "")
+    if isinstance(field, models.DecimalField) and isinstance(raw, Decimal) and raw.is_finite():
+        # As stored: "2.5" typed in a form and "2.500000" read back are the same price.
+        return str(raw.quantize(Decimal(1).scaleb(-field.decimal_places)))
     if field.is_relation and raw is not None:
         # The id says which row; its text says what it read as at the time, which outlives a deletion.
         return {"id": json_safe(raw), "str": str(getattr(obj, field.name))}

@@ -1,8 +1,8 @@
 """A ModelAdmin mixin recording every add, change and delete made in admin, inlines included, as audit events.
 
 Each record is written inside the admin's own transaction (Django wraps add, change and delete views in one),
-so an event exists exactly when its change was committed. `before` is read from the database just before the
-save, so it is what was stored, not what the form showed.
+so an event exists exactly when its change was committed. Both sides are read from the database, just before
+and just after the save, so they are what was stored, not what the form showed.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def _doomed(objs: list[models.Model]) -> list[_Gone]:
 
 
 class AuditedAdmin(admin.ModelAdmin):
+    """Put first among an editable ModelAdmin's bases; the actor is the admin user's name."""
+
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm, change: bool) -> None:
         before = _stored(obj) if change else None
         super().save_model(request, obj, form, change)

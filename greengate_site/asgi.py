@@ -75,17 +75,19 @@ async def on_startup() -> None:
 
 
 async def on_shutdown() -> None:
-    """After the server's drain: write every queued ledger row, then close upstream and Redis connections."""
+    """After the server's drain: write every queued ledger row and audit event, then close upstream and Redis."""
     import asyncio
 
     from gateway import key_usage
     from greengate_site import async_db, periodic, redis
+    from ledger import audit
     from ledger.writer import ledger_writer
     from providers import breaker
     from providers.http import close_clients
 
     await ledger_writer.close()
     await key_usage.flush()
+    await audit.drain()  # open denial counts and audit writes in flight
     await async_db.close()
     await asyncio.to_thread(periodic.stop)
     await breaker.local.flush()

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from ledger.audit.admin_mixin import AuditedAdmin
 from ledger.models import LedgerEntry, PriceOverride
 
 
@@ -41,7 +42,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(PriceOverride)
-class PriceOverrideAdmin(admin.ModelAdmin):
+class PriceOverrideAdmin(AuditedAdmin):
     """Negotiated prices: the one valid at a request's start wins over genai-prices' public table."""
 
     list_display = [
@@ -57,3 +58,78 @@ class PriceOverrideAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider_kind", "provider"]
     search_fields = ["model", "note"]
+
+
+# --- Audit events: read-only, like the ledger ------------------------------------------------------------------
+
+from django.core.paginator import Paginator  # noqa: E402
+from django.utils.functional import cached_property  # noqa: E402
+from django.utils.html import format_html, format_html_join  # noqa: E402
+
+from ledger.models import AuditEvent  # noqa: E402
+
+AUDIT_COUNT_CAP = 10_000
+AUDIT_FIELDS = (
+    "created_at",
+    "action",
+    "actor",
+    "target_type",
+    "target_id",
+    "target",
+    "tenant",
+    "request_id",
+    "details",
+)
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most AUDIT_COUNT_CAP rows: the events table grows without bound, and a page needs no exact total."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[:AUDIT_COUNT_CAP].count()  # type: ignore[attr-defined]
+
+
+def _shown(value: object) -> str:
+    return "—" if value is None or value == "" else str(value)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Who changed what, when: written by admin, services, commands and the gateway; never edited here."""
+
+    list_display = ["created_at", "action", "actor", "target", "tenant", "summary"]
+    list_filter = ["action", "actor", "tenant"]
+    search_fields = ["target", "=target_id"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = AUDIT_FIELDS
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="what changed")
+    def summary(self, obj: AuditEvent) -> str:
+        names = list(obj.changes) if isinstance(obj.changes, dict) else []
+        return ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
+
+    @admin.display(description="changes")
+    def details(self, obj: AuditEvent) -> str:
+        """One line per field: `before → after` for changes, the value itself for details."""
+        if not isinstance(obj.changes, dict) or not obj.changes:
+            return "—"
+
+        def line(value: object) -> str:
+            if isinstance(value, list) and len(value) == 2:
+                return f"{_shown(value[0])} → {_shown(value[1])}"
+            return _shown(value)
+
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((k, line(v)) for k, v in obj.changes.items()))
+        return format_html('<table class="gg-audit-changes">{}</table>', rows)

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from ledger.audit.admin_mixin import AuditedAdmin
 from ledger.estimates import electricity_zones
 from providers import health
 from providers.adapters.registry import kind_choices
@@ -75,7 +76,7 @@ class DeploymentInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AuditedAdmin):
     form = ProviderForm
     list_display = ["name", "kind", "base_url", "credential", "electricity_zone", "is_enabled"]
     list_filter = ["kind", "is_enabled"]
@@ -123,7 +124,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(AuditedAdmin):
     list_display = [
         "model_name",
         "provider",

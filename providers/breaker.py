@@ -12,6 +12,8 @@ failed at `failure_rate` or more. While open, calls fail fast. After `open_secon
 
 Each check and each record is one Lua script, so concurrent instances cannot both take the last probe.
 If Redis is unreachable, breakers let every call through (a missing breaker must not stop traffic).
+A transition (opened, closed) is returned with its reason only to the call whose script made it, and that
+instance alone hands it to the audit trail (`ledger.audit.breakers`), which writes it off the request path.
 
 The hot path mostly talks to memory (`local`): a "closed" verdict is trusted for TRUST_SECONDS, and
 successes on a closed breaker are counted in the process and flushed every FLUSH_SECONDS in one script
@@ -112,8 +114,10 @@ if now - win_start >= window_ms then
 end
 local total = redis.call('HINCRBY', key, 'win_total', 1)
 local result = 'same'
+local fails, failed, opened_at = 0, 0, 0
 if ok then
   if half_open then
+    opened_at = tonumber(redis.call('HGET', key, 'opened_at') or '0')
     redis.call('HDEL', key, 'open_until', 'probes', 'opened_at', 'fails')
     redis.call('HSET', key, 'win_start', now, 'win_total', 0, 'win_fail', 0)
     result = 'closed'
@@ -122,8 +126,8 @@ if ok then
   end
 else
   redis.call('HSET', key, 'last_error', err, 'last_error_at', now)
-  local fails = redis.call('HINCRBY', key, 'fails', 1)
-  local failed = redis.call('HINCRBY', key, 'win_fail', 1)
+  fails = redis.call('HINCRBY', key, 'fails', 1)
+  failed = redis.call('HINCRBY', key, 'win_fail', 1)
   local tripped = fails >= failures or (total >= min_requests and failed / total >= rate)
   if half_open or (open_until == 0 and tripped) then
     redis.call('HSET', key, 'open_until', now + open_ms, 'opened_at', now, 'probes', 0)
@@ -134,6 +138,8 @@ redis.call('PEXPIRE', key, ttl_ms)
 if result ~= 'same' then
   redis.call('LPUSH', KEYS[3], now .. '|' .. ARGV[12] .. '|' .. result .. '|' .. err)
   redis.call('LTRIM', KEYS[3], 0, 199)
+  -- Only the caller whose call made the change gets this back, so one instance alone records it.
+  return {result, half_open and 'half-open' or 'closed', fails, failed, total, opened_at}
 end
 return result
 """
@@ -225,7 +231,40 @@ async def record(
     except Exception:  # noqa: BLE001 - a breaker that cannot count must not fail the request
         logger.warning("breaker record failed", exc_info=True)
         return "same"
+    if isinstance(result, list):
+        # A transition, returned only to the call that made it: this instance alone records it.
+        change = str(result[0])
+        _audit_transition(deployment_id, change, _transition_details(result, error=error[:200], policy=policy))
+        return change
     return str(result)
+
+
+def _transition_details(result: list, *, error: str, policy: Policy) -> dict[str, object]:
+    change, previous, fails, failed, total, opened_at = result
+    if change == "opened":
+        return {
+            "state": [str(previous), "open"],
+            "consecutive_failures": int(fails),
+            "window_failures": int(failed),
+            "window_calls": int(total),
+            "last_error": error,
+            "open_seconds": policy.open_seconds,
+        }
+    return {
+        "state": ["half-open", "closed"],
+        "reason": "a probe succeeded",
+        "open_for_seconds": round((_now_ms() - int(opened_at)) / 1000, 3) if int(opened_at) else None,
+    }
+
+
+def _audit_transition(deployment_id: int, change: str, details: dict[str, object]) -> None:
+    """Hand a transition to the audit trail, which writes it off the request path and returns at once."""
+    try:
+        from ledger.audit import breakers  # here, not at import: the gateway loads this module before the ORM
+
+        breakers.transition(deployment_id, change, details)
+    except Exception:  # noqa: BLE001 - the audit trail must never cost the request
+        logger.exception("breaker transition not audited", extra={"deployment": deployment_id})
 
 
 def _ttl_ms(policy: Policy) -> int:
@@ -387,14 +426,16 @@ def health(deployment_id: int, *, redis: RedisClients | None = None) -> Health:
     )
 
 
-def reset(deployment_id: int, *, actor: str = "", redis: RedisClients | None = None) -> None:
-    """Close a breaker now (the admin's reset button): the same as deleting its key."""
+def reset(deployment_id: int, *, actor: str = "", redis: RedisClients | None = None) -> str:
+    """Close a breaker now (the admin's reset button): the same as deleting its key. Returns the state it was in."""
     redis = redis or shared.clients()
+    previous = health(deployment_id, redis=redis).state
     client = redis.sync_client()
     client.delete(breaker_key(deployment_id, redis))
     client.lpush(redis.key("cb", "events"), f"{_now_ms()}|{deployment_id}|reset|{actor[:100]}")
     client.ltrim(redis.key("cb", "events"), 0, 199)
     logger.warning("circuit breaker reset", extra={"deployment": deployment_id, "actor": actor})
+    return previous
 
 
 @dataclass(frozen=True, slots=True)

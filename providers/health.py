@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from ledger.audit import breakers as audit_breakers
 from providers import breaker
 from providers.models import Deployment
 
@@ -71,6 +72,8 @@ def health_data(request: HttpRequest) -> JsonResponse:
 @require_POST
 def reset_breaker(request: HttpRequest, deployment_id: int) -> HttpResponse:
     deployment = get_object_or_404(Deployment, pk=deployment_id)
-    breaker.reset(deployment.pk, actor=request.user.get_username())
+    actor = request.user.get_username()
+    previous = breaker.reset(deployment.pk, actor=actor)
+    audit_breakers.reset(deployment.pk, actor=actor, state_before=previous)
     messages.success(request, f"Circuit breaker of {deployment} reset.")
     return HttpResponseRedirect(reverse("admin:providers_health"))

@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
+from ledger.audit.admin_mixin import AuditedAdmin
 from tenants.models import ApiKey, Plan, Tenant
-from tenants.services import api_key_issue, api_key_revoke
+from tenants.services import api_key_add, api_key_revoke
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(AuditedAdmin):
     list_display = ["name", "rate_limit_per_minute", "created_at"]
     search_fields = ["name"]
 
@@ -24,7 +25,7 @@ class ApiKeyInline(admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(AuditedAdmin):
     list_display = ["slug", "name", "plan", "is_active", "created_at"]
     list_filter = ["is_active", "plan"]
     search_fields = ["slug", "name"]
@@ -33,7 +34,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
     list_display = ["prefix", "name", "tenant", "created_at", "expires_at", "status"]
     list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "tenant__slug"]
@@ -53,9 +54,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return "revoked" if obj.is_revoked else "active"
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
-        if not change:
-            request.greengate_new_secret = api_key_issue(obj)
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)  # audited as a configuration change
+        else:
+            # The service saves and records `key.created` itself, in the admin's transaction.
+            request.greengate_new_secret = api_key_add(key=obj, actor=request.user.get_username())
 
     def response_add(self, request, obj: ApiKey, post_url_continue=None):
         # The secret goes straight into this one response: never into a message, a cookie or a log.
@@ -73,5 +76,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset) -> None:
         for key in queryset:
-            api_key_revoke(key=key)
+            api_key_revoke(key=key, actor=request.user.get_username())
         self.message_user(request, f"Revoked {queryset.count()} key(s); they stop working within a second.")

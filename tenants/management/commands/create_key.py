@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from ledger import audit
 from tenants.models import Tenant
 from tenants.services import api_key_create
 
@@ -16,6 +17,6 @@ class Command(BaseCommand):
             tenant = Tenant.objects.get(slug=slug)
         except Tenant.DoesNotExist:
             raise CommandError(f"No tenant with slug {slug!r}.") from None
-        key, secret = api_key_create(tenant=tenant, name=name)
+        key, secret = api_key_create(tenant=tenant, name=name, actor=audit.cli_actor())
         self.stderr.write(f"created key {key.prefix}… for tenant {tenant.slug}")
         self.stdout.write(secret)

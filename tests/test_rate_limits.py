@@ -235,3 +235,19 @@ def test_the_client_address_is_the_connections_unless_it_is_a_trusted_proxy(sett
     assert client_address(scope("10.0.0.2", "203.0.113.5")) == "203.0.113.5"
     assert client_address(scope("10.0.0.2", "1.2.3.4, 203.0.113.5, 10.0.0.9")) == "203.0.113.5"
     assert client_address(scope("10.0.0.2", "not-an-address")) == "10.0.0.2"
+
+
+def test_refusals_are_audited_once_per_key_and_limit_not_once_per_request(route, transactional_db):
+    from ledger.models import AuditAction, AuditEvent
+
+    route("gpt-test")
+    key = key_for(rate_limit_per_minute=2)
+    own = start_gateway(log_name="limits-audit")
+    try:
+        statuses = [post(own, key).status_code for _ in range(6)]
+    finally:
+        stop_gateway(own)  # its shutdown writes the minute's open denial counts
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    events = AuditEvent.objects.filter(action=AuditAction.RATE_LIMITED)
+    assert events.count() == 1
+    assert "4" in str(events.get().changes)

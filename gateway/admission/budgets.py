@@ -31,13 +31,14 @@ import psycopg
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from gateway.admission import rate_limits
 from gateway.admission.rate_limits import estimated_usage
 from gateway.call import Call
 from gateway.errors import GatewayError
 from gateway.schemas import Usage
 from greengate_site import async_db
 from greengate_site import redis as shared
-from ledger.models import LedgerEntry
+from ledger.models import AuditAction, LedgerEntry
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ async def admit(call: Call) -> None:
         refused = budgets[int(result[1]) - 1]
         index = int(result[1]) - 1
         spent, reserved = int(result[2 + 2 * index]), int(result[3 + 2 * index])
+        rate_limits.audit_denial(call, AuditAction.BUDGET_DENIED, f"{refused.scope} {refused.period} budget")
         raise over_budget(refused, spent, reserved, amount)
     call.budgets, call.budget_reservation = budgets, amount
 

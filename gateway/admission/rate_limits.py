@@ -13,6 +13,8 @@ from gateway.admission.limiter import Decision, Limit
 from gateway.call import Call
 from gateway.errors import GatewayError
 from gateway.schemas import message_text
+from ledger import audit
+from ledger.models import AuditAction
 from providers.tokens import count_messages, embedding_input_tokens
 
 
@@ -56,6 +58,8 @@ async def admit(call: Call) -> None:
     decision = await limiter.check(call.request_id, weighted)
     call.response_headers.update(headers(decision))
     if not decision.admitted:
+        assert decision.refused is not None
+        audit_denial(call, AuditAction.RATE_LIMITED, f"{decision.refused.scope} {decision.refused.kind} per minute")
         raise refusal(call, decision, tokens)
     call.token_limits = [limit for limit in limits if limit.kind == "tokens"]
     call.reserved_tokens = tokens
@@ -70,6 +74,19 @@ async def admit_unauthenticated(address: str, request_id: str) -> GatewayError |
     if decision.admitted:
         return None
     return _error(decision, limit, 1, who=f"address {address}")
+
+
+def audit_denial(call: Call, action: AuditAction, limit: str) -> None:
+    """Denials are audited in aggregate (one event per key, limit and minute), never one row per refusal."""
+    assert call.key is not None
+    audit.denial(
+        action=action,
+        limit=limit,
+        key_id=call.key.key_id,
+        key_prefix=call.key.prefix,
+        tenant=call.key.tenant_slug,
+        request_id=call.request_id,
+    )
 
 
 def settle_later(call: Call, used_tokens: int) -> None:

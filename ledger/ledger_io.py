@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -58,39 +58,44 @@ class RowError(ValueError):
 # --- Writing -------------------------------------------------------------------------------------------------
 
 
-def _text_of(field: Field, value: Any) -> str | None:
-    """One value as text, or None for null."""
-    if value is None:
-        return None
-    if isinstance(field, BooleanField):
-        return "true" if value else "false"
-    if isinstance(field, DecimalField):
-        return format(value, "f")  # never exponent notation: '0E-12' would read back fine but surprise a reader
-    if isinstance(field, DateTimeField):
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-    if isinstance(field, FloatField):
-        return repr(value) if math.isfinite(value) else _float_word(value)
-    return str(value)
-
-
-def _float_word(value: float) -> str:
+def _float_text(value: float) -> str:
+    if math.isfinite(value):
+        return repr(value)  # the shortest text that reads back as the same float
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def _json_of(field: Field, value: Any) -> Any:
-    """JSON's own types where they are exact (null, booleans, integers, finite floats); text otherwise."""
-    if value is None or isinstance(field, BooleanField | IntegerField | ForeignKey):
-        return value
-    if isinstance(field, FloatField) and math.isfinite(value):
-        return value
-    return _text_of(field, value)
+def text_converter(field: Field) -> Callable[[Any], str]:
+    """How one column's non-null values are written as text. Chosen once per column, not per value: an export
+    converts tens of millions of values."""
+    if isinstance(field, BooleanField):
+        return lambda value: "true" if value else "false"
+    if isinstance(field, DecimalField):
+        return lambda value: format(value, "f")  # never exponent notation ('0E-12')
+    if isinstance(field, DateTimeField):
+        return lambda value: value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(field, FloatField):
+        return _float_text
+    return str
+
+
+def json_converter(field: Field) -> Callable[[Any], Any]:
+    """JSON's own types where they are exact (booleans, integers, finite floats); text otherwise."""
+    if isinstance(field, BooleanField | IntegerField | ForeignKey):
+        return lambda value: value
+    if isinstance(field, FloatField):
+        return lambda value: value if math.isfinite(value) else _float_text(value)
+    return text_converter(field)
+
+
+_TO_TEXT = [text_converter(f) for f in FIELDS]
+_TO_JSON = [json_converter(f) for f in FIELDS]
 
 
 def csv_lines(rows: Iterable[tuple[Any, ...]]) -> Iterator[list[str]]:
-    """The header, then each row (values in COLUMNS order) as CSV cells."""
+    """The header, then each row (values in COLUMNS order) as CSV cells; null is an empty cell."""
     yield COLUMNS
     for row in rows:
-        yield ["" if (text := _text_of(f, v)) is None else text for f, v in zip(FIELDS, row, strict=True)]
+        yield ["" if value is None else convert(value) for convert, value in zip(_TO_TEXT, row, strict=True)]
 
 
 def write_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> Iterator[None]:
@@ -104,7 +109,10 @@ def write_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> Iterator[None]:
 
 
 def jsonl_line(row: tuple[Any, ...]) -> str:
-    record = {f.column: _json_of(f, v) for f, v in zip(FIELDS, row, strict=True)}
+    record = {
+        column: None if value is None else convert(value)
+        for column, convert, value in zip(COLUMNS, _TO_JSON, row, strict=True)
+    }
     return json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 

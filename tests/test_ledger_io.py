@@ -242,8 +242,8 @@ def test_an_empty_csv_cell_is_unambiguous_because_no_nullable_column_holds_text(
 
 def test_non_finite_floats_and_bytes_that_are_not_utf8_are_handled(tmp_path):
     energy = next(f for f in ledger_io.FIELDS if f.column == "energy_joules")
-    assert math.isnan(ledger_io.parse_text(energy, ledger_io._text_of(energy, math.nan)))
-    assert ledger_io.parse_json(energy, ledger_io._json_of(energy, -math.inf)) == -math.inf
+    assert math.isnan(ledger_io.parse_text(energy, ledger_io.text_converter(energy)(math.nan)))
+    assert ledger_io.parse_json(energy, ledger_io.json_converter(energy)(-math.inf)) == -math.inf
     with pytest.raises(ledger_io.RowError, match="not a finite number"):
         ledger_io.parse_json(energy, 1e999)
     model = next(f for f in ledger_io.FIELDS if f.column == "model")

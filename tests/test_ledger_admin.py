@@ -108,3 +108,22 @@ def test_the_ledger_list_can_only_be_sorted_by_its_indexed_creation_time(admin_c
     response = admin_client.get(URL)
     headers = re.findall(r'<th scope="col"\s+class="([^"]*)"', response.content.decode())
     assert sum("sortable" in css for css in headers) == 1
+
+
+def test_the_seed_script_adds_plausible_rows_with_new_ids_on_every_run(admin_client):
+    from scripts import seed_ledger  # sets Django up on import, as a script must; here it already is
+
+    seed_ledger.seed(300, days=3)
+    seed_ledger.seed(300, days=3)
+    rows = LedgerEntry.objects.all()
+    assert rows.count() == 600 and rows.values("request_id").distinct().count() == 600
+    assert not rows.filter(created_at__lt=NOW - timedelta(days=3, minutes=5)).exists()
+    assert set(rows.values_list("tenant__slug", flat=True)) <= {f"seed-{slug}" for slug in seed_ledger.TENANTS}
+    ok = rows.filter(status_code=200, cache_status="miss")
+    assert ok.exists() and not ok.filter(energy_joules__lte=0).exists() and not ok.filter(completion_tokens=0).exists()
+    assert (
+        rows.filter(status_code__gte=400).exists()
+        and rows.filter(cost_usd__isnull=True, cost_source="unknown").exists()
+    )
+    assert not rows.filter(cache_status="hit", energy_saved_joules__lte=0).exists()
+    assert admin_client.get(URL, {"tenant__id__exact": rows[0].tenant_id}).status_code == 200

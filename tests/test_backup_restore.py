@@ -21,8 +21,9 @@ pytestmark = pytest.mark.django_db(transaction=True)  # pg_dump sees only commit
 
 LEDGER = LedgerEntry._meta.db_table
 ROWS = f"SELECT id, request_id, tenant_id, created_at, cost_usd, energy_joules, co2e_grams FROM {LEDGER} ORDER BY id"
+# Floats summed in one order: a parallel or differently ordered scan may round the last digit differently.
 SUMS = (
-    f"SELECT count(*), sum(cost_usd), sum(energy_joules), sum(prompt_tokens), sum(completion_tokens), "
+    f"SELECT count(*), sum(cost_usd), sum(energy_joules ORDER BY id), sum(prompt_tokens), sum(completion_tokens), "
     f"sum(cost_saved_usd) FROM {LEDGER}"
 )
 

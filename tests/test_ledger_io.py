@@ -245,7 +245,14 @@ def test_non_finite_floats_and_bytes_that_are_not_utf8_are_handled(tmp_path):
     assert math.isnan(ledger_io.parse_text(energy, ledger_io.text_converter(energy)(math.nan)))
     assert ledger_io.parse_json(energy, ledger_io.json_converter(energy)(-math.inf)) == -math.inf
     with pytest.raises(ledger_io.RowError, match="not a finite number"):
-        ledger_io.parse_json(energy, 1e999)
+        ledger_io.parse_json(energy, Decimal("1e999"))
+    cost = next(f for f in ledger_io.FIELDS if f.column == "cost_usd")
+    # A cost written as a JSON number by hand keeps its digits (numbers are read as decimals).
+    assert ledger_io.parse_json(cost, json.loads("0.000025800001", parse_float=Decimal)) == Decimal("0.000025800001")
+    with pytest.raises(
+        ledger_io.RowError, match="cost_usd: 1E-13: Ensure that there are no more than 12 decimal places"
+    ):
+        ledger_io.parse_json(cost, Decimal("0.0000000000001"))
     model = next(f for f in ledger_io.FIELDS if f.column == "model")
     with pytest.raises(ledger_io.RowError, match="not valid UTF-8"):
         ledger_io.parse_json(model, b"gpt-\xff".decode("utf-8", "surrogateescape"))

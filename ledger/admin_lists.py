@@ -78,7 +78,12 @@ class _ValuesFilter(admin.SimpleListFilter):
         raise NotImplementedError
 
     def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
-        return [(value, value) for value in self.values()]
+        values = list(self.values())
+        # A value from the URL that is no longer configured (a retired provider) still filters: a filter with no
+        # choices would be dropped, and its parameter silently ignored.
+        if self.value() and self.value() not in values:
+            values.append(self.value() or "")
+        return [(value, value) for value in values]
 
     def queryset(self, request: Any, queryset: QuerySet) -> QuerySet:
         value = self.value()

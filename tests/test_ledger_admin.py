@@ -82,6 +82,16 @@ def test_the_date_filter_and_the_other_filters_narrow_the_list_by_indexed_ranges
     assert response.status_code == 200 and "0 ledger entries" in response.content.decode()
 
 
+def test_a_provider_no_longer_configured_still_filters_rather_than_being_ignored(admin_client):
+    """A filter with no choices would be dropped, and its parameter silently ignored."""
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(id=uuid7(), request_id=uuid7().hex, created_at=NOW, provider=name, status_code=200, latency_ms=1)
+        for name in ["retired", "retired", "other"]
+    )
+    response = admin_client.get(URL, {"provider": "retired"})
+    assert [entry.provider for entry in response.context["cl"].result_list] == ["retired", "retired"]
+
+
 def test_a_request_id_search_is_an_exact_indexed_match(admin_client, rows):
     wanted = rows[17].request_id
     with CaptureQueriesContext(connection) as context:

@@ -47,6 +47,7 @@ COLUMNS: list[str] = [f.column for f in FIELDS]
 DB_FILLED = {f.column for f in FIELDS if f.db_default is not NOT_PROVIDED}
 IMPORTED: list[Field] = [f for f in FIELDS if f.column not in DB_FILLED]
 IMPORT_BATCH = 2000
+KEPT_REFUSALS = 1000
 _BY_COLUMN = {f.column: f for f in FIELDS}
 _EXPECTED = {f.column for f in IMPORTED}
 _EXPECTED_WITH_DB_FILLED = set(COLUMNS)
@@ -389,7 +390,14 @@ def _checked(field: Field, value: Any, shown: Any) -> Any:
 class ImportReport:
     inserted: int = 0
     present: int = 0
-    refusals: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, why)
+    refused: int = 0
+    # The first refusals, (line, why): a file of garbage must not fill memory with messages.
+    refusals: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    def refuse(self, line: int, why: str) -> None:
+        self.refused += 1
+        if len(self.refusals) < KEPT_REFUSALS:
+            self.refusals.append((line, why))
 
 
 def _array_type(field: Field) -> str:
@@ -412,7 +420,7 @@ def import_rows(rows: Iterable[ParsedRow], report: ImportReport, batch_size: int
     batch: list[ParsedRow] = []
     for row in rows:
         if row.values is None:
-            report.refusals.append((row.line, row.error))
+            report.refuse(row.line, row.error)
             yield 1
             continue
         batch.append(row)
@@ -440,7 +448,7 @@ def _insert_batch(batch: list[ParsedRow], report: ImportReport) -> None:
                 with transaction.atomic():
                     _count(report, _insert([row]), 1)
             except (IntegrityError, DataError) as exc:
-                report.refusals.append((row.line, f"refused by the database: {str(exc).splitlines()[0]}"))
+                report.refuse(row.line, f"refused by the database: {str(exc).splitlines()[0]}")
 
 
 def _count(report: ImportReport, inserted: int, offered: int) -> None:
@@ -467,9 +475,9 @@ def _known_references(batch: list[ParsedRow], report: ImportReport) -> list[Pars
         assert row.values is not None
         tenant_id, key_id = row.values["tenant_id"], row.values["api_key_id"]
         if tenant_id is not None and tenant_id not in tenants:
-            report.refusals.append((row.line, f"tenant_id: no tenant {tenant_id} in this database"))
+            report.refuse(row.line, f"tenant_id: no tenant {tenant_id} in this database")
         elif key_id is not None and key_id not in keys:
-            report.refusals.append((row.line, f"api_key_id: no API key {key_id} in this database"))
+            report.refuse(row.line, f"api_key_id: no API key {key_id} in this database")
         else:
             valid.append(row)
     return valid

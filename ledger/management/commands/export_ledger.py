@@ -45,7 +45,12 @@ class Command(BaseCommand):
         if start and end and start >= end:
             raise CommandError("--since must be before --until")
         if output is None or output == "-":
-            written = self._export(start, end, format, _Text(self.stdout), options["verbosity"])
+            try:
+                written = self._export(start, end, format, _Text(self.stdout), options["verbosity"])
+            except BrokenPipeError:
+                # The reader left early (`| head`): one clear line, and no second error when Python flushes stdout.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise CommandError("stdout was closed before the export finished") from None
         else:
             # Written beside the target and renamed at the end: a failed export never looks like a finished one.
             partial = f"{output}.partial"

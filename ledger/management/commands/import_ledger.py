@@ -46,10 +46,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{path}: {exc}") from None
         for line, why in sorted(report.refusals)[:SHOWN_REFUSALS]:
             self.stderr.write(f"line {line}: {why}")
-        if len(report.refusals) > SHOWN_REFUSALS:
-            self.stderr.write(f"... and {len(report.refusals) - SHOWN_REFUSALS} more refused rows")
-        self.stdout.write(
-            f"inserted {report.inserted}, already present {report.present}, refused {len(report.refusals)}"
-        )
-        if report.refusals:
-            raise CommandError(f"{len(report.refusals)} rows refused; the others were imported")
+        if report.refused > SHOWN_REFUSALS:
+            self.stderr.write(f"... and {report.refused - SHOWN_REFUSALS} more refused rows")
+        self.stdout.write(f"inserted {report.inserted}, already present {report.present}, refused {report.refused}")
+        if report.refused:
+            raise CommandError(f"{report.refused} rows refused; the others were imported")

@@ -161,9 +161,9 @@ def check_columns(columns: Iterable[str]) -> None:
     duplicated = sorted({c for c in given if given.count(c) > 1})
     problems = []
     if missing:
-        problems.append(f"missing {', '.join(missing)}")
+        problems.append(f"missing {_some(missing)}")
     if unknown:
-        problems.append(f"unknown {', '.join(repr(c) for c in unknown)}")
+        problems.append(f"unknown {_some([repr(c) for c in unknown])}")
     if duplicated:
         problems.append(f"repeated {', '.join(duplicated)}")
     if problems:
@@ -230,6 +230,12 @@ def _parsed(line: int, cells: list[tuple[str, Any, Any]]) -> ParsedRow:
     except RowError as exc:
         return ParsedRow(line, None, str(exc))
     return ParsedRow(line, values)
+
+
+def _some(names: list[str], shown: int = 6) -> str:
+    """A list of names short enough for one line: the first few, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -50,4 +50,5 @@ class Command(BaseCommand):
             self.stderr.write(f"... and {report.refused - SHOWN_REFUSALS} more refused rows")
         self.stdout.write(f"inserted {report.inserted}, already present {report.present}, refused {report.refused}")
         if report.refused:
-            raise CommandError(f"{report.refused} rows refused; the others were imported")
+            rows = "row" if report.refused == 1 else "rows"
+            raise CommandError(f"{report.refused} {rows} refused; the others were imported")

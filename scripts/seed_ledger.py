@@ -30,6 +30,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.db import connection  # noqa: E402
+from django.db.models.fields import NOT_PROVIDED  # noqa: E402
 
 from ledger.models import LedgerEntry  # noqa: E402
 from tenants.models import ApiKey, Plan, Tenant  # noqa: E402
@@ -72,7 +73,8 @@ OUTCOMES = [
     (504, "upstream_timeout", 0.005),
 ]
 CACHE_HIT_SHARE = 0.08
-# Spelled out rather than read from the model: a new column must be given a plausible value here too.
+# The columns given synthetic values, in the order `row()` writes them. A column added to the model later is
+# written with its model default (DEFAULTED) until it is given values of its own here.
 COLUMNS = [
     "id", "request_id", "client_request_id", "created_at", "tenant_id", "api_key_id", "endpoint", "provider",
     "model", "upstream_model", "stream", "status_code", "error_code", "cache_status", "attempts", "providers_tried",
@@ -81,6 +83,23 @@ COLUMNS = [
     "energy_joules_max", "co2e_grams", "co2e_grams_min", "co2e_grams_max", "electricity_zone", "energy_source",
     "cost_usd", "cost_source", "estimate_method", "energy_saved_joules", "co2e_saved_grams", "cost_saved_usd",
 ]  # fmt: skip
+DEFAULTED = [
+    f
+    for f in LedgerEntry._meta.concrete_fields
+    if f.column not in COLUMNS and f.db_default is NOT_PROVIDED  # recorded_at is the database's own
+]
+
+
+def copy_text(value: object) -> str:
+    """A Python value as COPY's text format (the values here hold no tab, newline or backslash)."""
+    if value is None:
+        return r"\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value)
+
+
+DEFAULT_TEXT = "".join("\t" + copy_text(f.get_default()) for f in DEFAULTED)
 
 
 def uuid7_hex(millis: int, rng: random.Random) -> str:
@@ -200,7 +219,7 @@ def row(created: datetime, rng: random.Random, keys: list[tuple[int, int]], weig
         repr(saved[1]),
         usd(saved[2]),
     ]
-    return "\t".join(values) + "\n"
+    return "\t".join(values) + DEFAULT_TEXT + "\n"
 
 
 def instants(count: int, days: float, rng: random.Random) -> list[datetime]:
@@ -224,7 +243,8 @@ def seed(rows: int, days: float) -> float:
     rng = random.Random()  # seeded by the system: every run's ids are new
     keys = tenants_and_keys()
     weights = [m.share for m in MODELS]
-    copy_sql = f"COPY {LedgerEntry._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
+    columns = COLUMNS + [f.column for f in DEFAULTED]
+    copy_sql = f"COPY {LedgerEntry._meta.db_table} ({', '.join(columns)}) FROM STDIN"
     times = instants(rows, days, rng)
     written = 0
     with connection.cursor() as cursor:

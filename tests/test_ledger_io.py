@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -156,11 +157,8 @@ def test_a_csv_with_the_wrong_columns_is_refused_before_anything_is_imported(tmp
     with pytest.raises(CommandError) as refused:
         import_(path)
     message = str(refused.value)
-    assert (
-        "the columns are not the ledger's" in message
-        and "missing client_request_id, created_at, tenant_id, api_key_id, endpoint, provider and 31 more" in message
-    )
-    assert "unknown 'colour'" in message
+    assert "the columns are not the ledger's: missing client_request_id, created_at, tenant_id," in message
+    assert re.search(r"and \d+ more; unknown 'colour'$", message)
     assert LedgerEntry.objects.count() == 0
 
 

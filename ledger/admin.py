@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from ledger.admin_lists import (
+from ledger.models import LedgerEntry, PriceOverride
+from ledger.scalable_admin import (
     CostSourceFilter,
     CreatedFilter,
     LookaheadPaginator,
@@ -9,7 +10,6 @@ from ledger.admin_lists import (
     StatusFilter,
     page_asked,
 )
-from ledger.models import LedgerEntry, PriceOverride
 
 
 @admin.register(LedgerEntry)

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from greengate_site.request_context import uuid7
-from ledger.admin_lists import PAGES_AHEAD, LookaheadPaginator
 from ledger.models import LedgerEntry
+from ledger.scalable_admin import PAGES_AHEAD, LookaheadPaginator
 from tests.factories import DeploymentFactory, TenantFactory
 
 URL = "/admin/ledger/ledgerentry/"

@@ -2,6 +2,15 @@ from django.contrib import admin
 
 from ledger.audit.admin_mixin import AuditedAdmin
 from ledger.models import LedgerEntry, PriceOverride
+from ledger.scalable_admin import (
+    CostSourceFilter,
+    CreatedFilter,
+    LookaheadPaginator,
+    ModelFilter,
+    ProviderFilter,
+    StatusFilter,
+    page_asked,
+)
 
 
 @admin.register(LedgerEntry)
@@ -24,12 +33,33 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         "co2e_grams",
         "cost_usd",
     ]
-    list_filter = ["status_code", "cache_status", "stream", "provider", "energy_source", "cost_source"]
+    # Every filter is served by an index or a fixed list; none lists its choices by reading the ledger.
+    list_filter = [
+        ("created_at", CreatedFilter),
+        "tenant",
+        ProviderFilter,
+        ModelFilter,
+        StatusFilter,
+        "cache_status",
+        "stream",
+        CostSourceFilter,
+    ]
     search_fields = ["request_id"]
+    search_help_text = "An exact request id (the X-Request-ID GreenGate returned)."
     list_select_related = ["tenant"]
-    date_hierarchy = "created_at"
-    # The table grows without bound: never count it for the changelist.
+    # The table grows without bound: never count it, nor scan it for facets, dates or a sort by any column
+    # but the indexed created_at.
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    sortable_by = ["created_at"]
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        return LookaheadPaginator(queryset, per_page, page_asked(request), orphans=orphans)
+
+    def get_search_results(self, request, queryset, search_term):
+        # An exact match on the unique index; the default icontains would scan every row.
+        term = search_term.strip()
+        return (queryset.filter(request_id=term) if term else queryset), False
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -288,3 +289,18 @@ def test_the_commands_pipe_through_stdin_and_stdout_and_exit_non_zero_without_a_
     assert b"line 4: the columns are not the ledger's: missing" in restored.stderr
     assert b"line 5: not JSON" in restored.stderr
     assert b"2 rows refused" in restored.stderr
+
+
+@pytest.mark.django_db
+def test_an_export_to_a_device_writes_to_it_and_leaves_it_a_device(tmp_path):
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    call_command("export_ledger", "--format", "jsonl", "--output", str(fifo), verbosity=0)
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the pipe must still be a pipe"
+    assert received == [b""]

@@ -51,6 +51,14 @@ class Command(BaseCommand):
                 # The reader left early (`| head`): one clear line, and no second error when Python flushes stdout.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise CommandError("stdout was closed before the export finished") from None
+        elif os.path.exists(output) and not os.path.isfile(output):
+            # A device or a pipe (/dev/null, a FIFO) is written to as it is: renaming a file onto it would
+            # replace it.
+            try:
+                with open(output, "w", encoding="utf-8", newline="") as out:
+                    written = self._export(start, end, format, out, options["verbosity"])
+            except OSError as exc:
+                raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from None
         else:
             # Written beside the target and renamed at the end: a failed export never looks like a finished one.
             partial = f"{output}.partial"

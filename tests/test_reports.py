@@ -303,6 +303,8 @@ def test_tenant_and_model_names_cannot_become_formulas_in_the_csv(admin_client, 
         ({"tenant": "abc"}, "Select a valid choice"),
         ({"tenant": "999999999"}, "Select a valid choice"),
         ({"model": "m" * 201}, "at most 200 characters"),
+        ({"model": "gpt\x00"}, "Null characters are not allowed"),
+        ({"provider": "a\x00b"}, "Null characters are not allowed"),
     ],
 )
 def test_bad_filters_are_form_errors_not_server_errors(admin_client, db, query, message):
@@ -319,6 +321,11 @@ def test_bad_statement_inputs_are_form_errors(admin_client, db, query):
     TenantFactory()
     assert admin_client.get(STATEMENT, query).status_code == 400
     assert admin_client.get(STATEMENT_CSV, query).status_code == 400
+
+
+def test_text_that_is_not_utf_8_is_only_a_filter_that_matches_nothing(admin_client, traffic):
+    page = admin_client.get(REPORT + "?since=2026-03-01&until=2026-03-03&model=%ED%A0%80%FF")
+    assert page.status_code == 200 and 'data-field="requests">0<' in page.content.decode()
 
 
 def test_the_statement_page_and_csv_agree(admin_client, traffic):

@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Sum
@@ -18,7 +19,7 @@ from django.test import Client
 
 from ledger import rollups
 from ledger.models import CacheStatus, DailyUsage, LedgerEntry
-from ledger.reports import queries
+from ledger.reports import queries, views
 from ledger.reports.export import safe_text
 from ledger.reports.queries import ReportFilter
 from tenants.models import ApiKey, Tenant
@@ -288,6 +289,28 @@ def test_tenant_and_model_names_cannot_become_formulas_in_the_csv(admin_client, 
     assert detail["model"].startswith("'+") and detail["provider"] == "'@provider"
     # Numbers stay numbers.
     assert detail["requests"] == "1"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_the_csv_streams_in_batches_rather_than_all_at_once(async_client):
+    def rollups_of_many_models() -> None:
+        get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+        DailyUsage.objects.bulk_create(
+            DailyUsage(day=MARCH, provider="p", model=f"m{n:04d}", requests=1, cost_usd=Decimal("0.01"))
+            for n in range(views.BATCH_LINES + 10)
+        )
+
+    await sync_to_async(rollups_of_many_models)()
+    await async_client.alogin(username="root", password="pw")
+    response = await async_client.get(REPORT_CSV, {"since": "2026-03-01", "until": "2026-03-01"})
+    assert response.status_code == 200 and response.is_async
+    chunks = [chunk async for chunk in response.streaming_content]
+    # What the ASGI handler does once the body is sent: request_finished closes the sync thread's connection.
+    await sync_to_async(response.close, thread_sensitive=True)()
+    assert len(chunks) == 2
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    assert len(rows) == views.BATCH_LINES + 11
+    assert rows[-1]["requests"] == str(views.BATCH_LINES + 10) and Decimal(rows[-1]["cost_usd"]) == Decimal("5.1")
 
 
 @pytest.mark.parametrize(

@@ -74,3 +74,34 @@ async def test_a_budget_is_seeded_reserved_refused_and_settled(store: RedisClien
     assert int((await reserve("b", 20))[0]) == 0, "50 spent + 40 held + 20 > 100"
     await budgets._SETTLE(keys, ["a", 5, 3600], client=client)
     assert int((await reserve("b", 20))[0]) == 1, "the reservation became its 5 of cost"
+
+
+async def test_the_in_process_windows_give_the_scripts_results_call_for_call():
+    """The stand-in keeps rate-limit windows in memory rather than running the Lua emulated: same answers."""
+    import random
+
+    lua = RedisClients(settings.REDIS_URL, prefix=f"{settings.REDIS_KEY_PREFIX}{secrets.token_hex(4)}:")
+    local = limiter.LocalWindows()
+    rng = random.Random(7)
+    now = int(time.time() * 1000)
+    try:
+        for step in range(400):
+            now += rng.choice([0, 5, 50, 400, 2_000])
+            member = f"m{step}"
+            if rng.random() < 0.15:
+                name, weight = rng.choice(["a", "b"]), rng.randint(0, 30)
+                await limiter._SETTLE(
+                    window_keys(lua, name), [member, weight, now, limiter.KEY_TTL_MS], client=lua.async_client()
+                )
+                local.settle(window_keys(lua, name)[0], member, weight, now)
+                continue
+            limits = [("a", 40, rng.randint(1, 12))] + ([("b", 25, rng.randint(0, 9))] if rng.random() < 0.5 else [])
+            expected = [int(x) for x in await admit(lua, member, limits, now)]
+            args: list[int | str] = [now, limiter.WINDOW_MS, limiter.KEY_TTL_MS, member]
+            for _, maximum, weight in limits:
+                args += [maximum, weight]
+            assert local.admit([window_keys(lua, n)[0] for n, _, _ in limits], args) == expected, step
+    finally:
+        lua.delete_prefixed_keys()
+        await lua.aclose()
+        lua.close()
